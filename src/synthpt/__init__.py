@@ -1,0 +1,12 @@
+"""synthpt: few-shot prompt tuning with synthetic data from a tuned generator LM.
+
+The package follows the pipeline: ``tasks`` -> ``data`` -> ``generator`` ->
+``prompt_tuning`` -> ``evaluate`` -> ``experiments`` -> ``cli``.
+"""
+
+__version__ = "0.1.0"
+
+from synthpt.errors import SynthptError  # noqa: E402
+from synthpt.tasks import Task, get_task, list_tasks  # noqa: E402
+
+__all__ = ["SynthptError", "Task", "get_task", "list_tasks", "__version__"]

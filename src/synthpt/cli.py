@@ -1,0 +1,301 @@
+"""The ``synthpt`` command line.
+
+Each subcommand is a thin layer over a library function: parse flags, call, print.
+User mistakes surface as ``SynthptError`` and become one line on stderr with exit code 2.
+Stage modules contribute their own subcommands through ``register(subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import errno
+import json
+import sys
+import types
+import typing
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from synthpt.errors import SynthptError, fail
+
+EPILOG = "Docs: README.md.  Every run writes config.json with the resolved configuration."
+
+
+# ---- helpers shared by subcommands --------------------------------------------------------
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, helps: dict[str, str],
+                       skip: tuple[str, ...] = ()) -> None:
+    """One ``--flag`` per dataclass field, default and type taken from the field."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        typ = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        text = helps.get(f.name, "")
+        if typ is bool:
+            parser.add_argument(flag, action="store_true", default=default, help=text)
+            continue
+        args = typing.get_args(typ)
+        if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
+            typ = next(a for a in args if a is not type(None))
+        parser.add_argument(flag, type=typ, default=default, help=f"{text} (default: {default})")
+
+
+def dataclass_from_args(cls: type, ns: argparse.Namespace, **overrides: Any) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(ns).items() if k in names}
+    values.update(overrides)
+    return cls(**values)
+
+
+def add_task_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", help="built-in task name (see `synthpt tasks`)")
+    p.add_argument("--task-spec", help="YAML/JSON spec of a user task (fields, labels, label words, template)")
+
+
+def task_from_args(ns: argparse.Namespace):
+    from synthpt.tasks import resolve_task
+
+    return resolve_task(getattr(ns, "task", None), getattr(ns, "task_spec", None))
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+# ---- subcommands ----------------------------------------------------------------------------
+def cmd_tasks(ns: argparse.Namespace) -> None:
+    from synthpt.tasks import list_tasks
+
+    tasks = list_tasks()
+    if ns.json:
+        print_json([t.to_dict() for t in tasks])
+        return
+    for t in tasks:
+        words = ", ".join(f"{lab}->{w!r}" for lab, w in t.label_words.items())
+        print(f"{t.name}: {t.description}")
+        print(f"  fields:     {', '.join(f'{f} ({t.field_names.get(f, f)})' for f in t.fields)}")
+        print(f"  labels:     {words}")
+        print(f"  template:   {t.template!r}")
+        print(f"  metrics:    {', '.join(t.metrics)}")
+
+
+def cmd_models(ns: argparse.Namespace) -> None:
+    from synthpt.models import BUILTIN_MODELS, cache_dir
+
+    for m in BUILTIN_MODELS.values():
+        print(f"{m.name:14s} {m.family:8s} {m.size:32s} {m.source}")
+    print(f"\ncache: {cache_dir()}  (set SYNTHPT_CACHE to move it).  Any hub id, HF folder or .gguf file "
+          "works as --model / --generator too.")
+
+
+def cmd_sample(ns: argparse.Namespace) -> None:
+    from synthpt.data import make_split
+
+    task = task_from_args(ns)
+    meta = make_split(task, ns.k, ns.seed, ns.data_dir, ns.out)
+    print(f"wrote {ns.out}: " + ", ".join(f"{k} {v}" for k, v in meta.get("counts", {}).items())
+          + f" (source: {meta.get('source')})")
+
+
+PT_HELP = {
+    "strategy": "data strategy: real | syn | mixed | real-then-syn | syn-then-real | paired",
+    "gradient_surgery": "project the synthetic gradient off the real one when they conflict (paired only)",
+    "epsilon": "weight of the synthetic gradient in paired steps",
+    "label_smoothing": "label smoothing of the synthetic rows' targets (Real+Syn w/ LS)",
+    "prompt_length": "number of soft prompt vectors",
+    "lr": "AdamW learning rate of the prompt",
+    "weight_decay": "AdamW weight decay",
+    "warmup_steps": "linear warm-up steps (then linear decay to 0)",
+    "batch_size": "global batch size (the real rows of a paired step)",
+    "syn_batch_size": "synthetic rows of a paired step (default: --batch-size)",
+    "max_steps": "training steps",
+    "eval_every": "evaluate on the few-shot dev set every N steps (the best prompt is kept)",
+    "checkpoint_every": "write a resumable checkpoint every N steps",
+    "max_length": "maximum input tokens (text fields are truncated, never the template)",
+    "eval_batch_size": "batch size for evaluation",
+    "phase_split": "real-then-syn / syn-then-real: fraction of steps in the first phase",
+    "max_synthetic": "use at most this many synthetic examples (balanced over labels)",
+    "seed": "seed of the prompt initialisation and the data order",
+    "skip_nonfinite": "skip a batch whose loss is NaN/inf instead of stopping",
+}
+
+
+def add_model_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    p.add_argument("--model", default=default, required=default is None,
+                   help="built-in name (`synthpt models`), HF folder, .gguf file or hub id")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow model code from the hub (off by default: it runs arbitrary code)")
+
+
+def cmd_prompt_tune(ns: argparse.Namespace) -> None:
+    from synthpt.prompt_tuning.recipe import run_prompt_tuning
+    from synthpt.prompt_tuning.trainer import PromptTuningConfig
+
+    task = task_from_args(ns)
+    cfg = dataclass_from_args(PromptTuningConfig, ns)
+    m = run_prompt_tuning(task, ns.data, ns.model, ns.out, cfg, synthetic=ns.synthetic, init_prompt=ns.init_prompt,
+                          max_eval=ns.max_eval, restart=ns.restart, trust_remote_code=ns.trust_remote_code)
+    from synthpt import distributed as dist
+
+    if dist.is_main():
+        line = ", ".join(f"{k} {v:.4f}" for k, v in m["test"].items() if k != "n")
+        extra = f"; conflict rate {m['conflict_rate']:.2f}" if cfg.strategy == "paired" else ""
+        print(f"{task.name} test ({m['test']['n']} rows): {line}{extra}; adapter in {ns.out}")
+
+
+def cmd_evaluate(ns: argparse.Namespace) -> None:
+    from synthpt.data import load_split
+    from synthpt.evaluate import evaluate
+    from synthpt.models import load_backbone
+    from synthpt.prompt_tuning.recipe import eval_subset
+    from synthpt.prompt_tuning.soft_prompt import check_prompt_fits, load_peft_prompt
+
+    task = task_from_args(ns)
+    prompt, model = None, ns.model
+    if ns.prompt:
+        prompt, cfg = load_peft_prompt(ns.prompt)
+        model = model or cfg.get("base_model_name_or_path")
+    if not model:
+        raise fail("give --prompt DIR (a trained adapter) or --model NAME (zero-shot)")
+    splits = load_split(ns.data, task)
+    if ns.split not in splits:
+        raise fail(f"unknown split {ns.split!r}; choose train, dev or test")
+    bb = load_backbone(model, trust_remote_code=ns.trust_remote_code)
+    if prompt is not None:
+        check_prompt_fits(prompt, bb, ns.prompt)
+    rows = eval_subset(splits[ns.split], ns.max_eval)
+    m = evaluate(task, bb, rows, prompt, ns.batch_size, max_length=ns.max_length, progress=True)
+    kind = f"prompt {ns.prompt}" if prompt is not None else "zero-shot"
+    print(f"{task.name} {ns.split} ({m['n']} rows, {kind}): "
+          + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "n"))
+    if ns.out:
+        from synthpt.data import write_json
+
+        write_json(ns.out, {"task": task.name, "split": ns.split, "model": model, "prompt": ns.prompt, **m})
+
+
+def _register_core(sub: Any) -> None:
+    p = sub.add_parser("tasks", help="list the built-in tasks", description="List built-in tasks with their fields, "
+                       "labels, template, verbalizer and metrics.")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("models", help="list the built-in models", description="List built-in model names.")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("sample", help="write a K-shot split (LM-BFF protocol)",
+                       description="Write train.jsonl / dev.jsonl (K per class each) and test.jsonl (the official "
+                       "evaluation split). LM-BFF's published splits are used where present.")
+    add_task_args(p)
+    p.add_argument("--k", type=int, default=16, help="examples per class in train and in dev (default 16)")
+    p.add_argument("--seed", type=int, default=42, help="LM-BFF seeds: 13 21 42 87 100 (default 42)")
+    p.add_argument("--data-dir", default="../shared/data", help="folder of the benchmark files")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("prompt-tune", help="train a soft prompt (Step 3, strategies, gradient surgery)",
+                       description="Train a soft prompt before a frozen LM on real (+ synthetic) data; keep the best "
+                       "prompt on the dev split; write a PEFT adapter and metrics.json. Rerun the same command to "
+                       "resume after an interruption.", epilog=EPILOG)
+    add_task_args(p)
+    p.add_argument("--data", required=True, help="split folder from `synthpt sample`")
+    add_model_args(p)
+    p.add_argument("--synthetic", help="synthetic examples (JSONL / JSON list with the task's fields and label)")
+    p.add_argument("--init-prompt", help="initialise from a saved prompt adapter (e.g. SPoT transfer)")
+    p.add_argument("--max-eval", type=int, help="evaluate on a fixed random subset of at most N test rows")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    p.add_argument("--out", required=True, help="output folder (adapter, metrics.json, log.jsonl)")
+    add_dataclass_args(p, _pt_config_cls(), PT_HELP)
+    p.set_defaults(func=cmd_prompt_tune)
+
+    p = sub.add_parser("evaluate", help="metrics of a saved prompt (or zero-shot) on a split",
+                       description="Score a split with a saved prompt adapter, or zero-shot with --model only.")
+    add_task_args(p)
+    p.add_argument("--data", required=True, help="split folder from `synthpt sample`")
+    p.add_argument("--prompt", help="prompt adapter folder (from prompt-tune); omit for zero-shot")
+    p.add_argument("--model", help="backbone (default: the adapter's base model)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
+    p.add_argument("--split", default="test", help="train | dev | test (default test)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--max-eval", type=int, help="evaluate on a fixed random subset of at most N rows")
+    p.add_argument("--out", help="also write the metrics to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def _pt_config_cls() -> type:
+    from synthpt.prompt_tuning.trainer import PromptTuningConfig
+
+    return PromptTuningConfig
+
+
+# Stage modules that add subcommands; each has ``register(subparsers)``.
+COMMAND_MODULES = (
+    "synthpt.generator.commands",
+    "synthpt.experiments.commands",
+    "synthpt.bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synthpt",
+        description="Few-shot prompt tuning with synthetic data from a tuned generator LM: tune a generator "
+        "(DawGen), generate label-conditioned data, prompt-tune with gradient surgery.",
+        epilog=EPILOG,
+    )
+    from synthpt import __version__
+
+    parser.add_argument("--version", action="version", version=f"synthpt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _register_core(sub)
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def run(func: Callable[[argparse.Namespace], Any], ns: argparse.Namespace) -> int:
+    try:
+        func(ns)
+    except SynthptError as e:
+        print(f"synthpt: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("synthpt: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            print(f"synthpt: error: no space left on device writing {e.filename or 'output'}", file=sys.stderr)
+            return 2
+        if isinstance(e, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError):
+            print(f"synthpt: error: {e.strerror}: {e.filename}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message=".*TRANSFORMERS_CACHE.*")
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if not getattr(ns, "func", None):
+        parser.print_help()
+        return 0
+    return run(ns.func, ns)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

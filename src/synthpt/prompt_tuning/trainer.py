@@ -1,0 +1,301 @@
+"""The prompt-tuning loop, readable top to bottom.
+
+One step:
+1. the strategy's global batch for this step (a pure function of seed and step);
+2. this process's slice of it, scored in ONE forward pass with the prompt broadcast to
+   every row as a (B, n, d) view;
+3. ONE backward to that view: its gradient holds each row's share, so summing the real
+   rows gives δ_real and the synthetic rows δ_syn (no second forward/backward as the naive
+   way needs);
+4. all-reduce across processes, gradient surgery on the global δ's, an AdamW step.
+Dev evaluation keeps the best prompt; checkpoints make any kill resumable bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from synthpt import distributed as dist
+from synthpt.errors import fail
+from synthpt.evaluate import evaluate
+from synthpt.models import Backbone
+from synthpt.prompt_tuning.strategies import STRATEGIES, BatchPlan
+from synthpt.prompt_tuning.surgery import combine
+from synthpt.prompt_tuning.verbalizer import Encoder, label_logprobs
+from synthpt.tasks import Task
+
+
+@dataclass
+class PromptTuningConfig:
+    """Every knob of Step 3.  Defaults follow prompt-tuning practice for T5-size models."""
+
+    strategy: str = "real"
+    gradient_surgery: bool = False
+    epsilon: float = 1.0  # weight of the (projected) synthetic gradient in paired steps
+    label_smoothing: float = 0.0  # applied to synthetic rows only
+    prompt_length: int = 100
+    lr: float = 0.3
+    weight_decay: float = 1e-5
+    warmup_steps: int = 0
+    batch_size: int = 8  # global batch (real rows in a paired step)
+    syn_batch_size: int | None = None  # synthetic rows in a paired step (default: batch_size)
+    max_steps: int = 500
+    eval_every: int = 50
+    checkpoint_every: int = 50
+    max_length: int = 256
+    eval_batch_size: int = 32
+    phase_split: float = 0.5  # real-then-syn / syn-then-real: fraction of steps in phase one
+    max_synthetic: int | None = None  # use at most this many synthetic examples (balanced)
+    seed: int = 42
+    skip_nonfinite: bool = False
+
+    def validate(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise fail(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.epsilon < 0:
+            raise fail(f"--epsilon must be >= 0, got {self.epsilon}")
+        if not 0 <= self.label_smoothing < 1:
+            raise fail(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.prompt_length < 1:
+            raise fail(f"--prompt-length must be at least 1, got {self.prompt_length}")
+        for name in ("batch_size", "max_steps", "eval_every", "checkpoint_every", "max_length"):
+            if getattr(self, name) < 1:
+                raise fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise fail(f"--lr must be > 0, got {self.lr}")
+        if self.gradient_surgery and self.strategy != "paired":
+            raise fail("--gradient-surgery needs --strategy paired (a real and a synthetic batch per step)")
+
+
+@dataclass
+class TrainResult:
+    prompt: torch.Tensor  # the best prompt on the dev set
+    best_step: int
+    dev_metrics: dict[str, float]
+    conflict_rate: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+def _lr_lambda(cfg: PromptTuningConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        return max(0.0, (cfg.max_steps - step) / max(1, cfg.max_steps - cfg.warmup_steps))
+
+    return f
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class PromptTrainer:
+    """Trains one soft prompt on real (+ synthetic) examples of a task."""
+
+    def __init__(self, task: Task, backbone: Backbone, cfg: PromptTuningConfig, train: list[dict],
+                 dev: list[dict], synthetic: list[dict] | None = None, init_prompt: torch.Tensor | None = None,
+                 out_dir: str | Path | None = None, progress: bool = True) -> None:
+        cfg.validate()
+        self.task, self.bb, self.cfg = task, backbone, cfg
+        self.train, self.dev, self.syn = train, dev, synthetic or []
+        self.out = Path(out_dir) if out_dir else None
+        self.progress = progress
+        self.encoder = Encoder(task, backbone, cfg.max_length, cfg.prompt_length)
+        if init_prompt is None:
+            from synthpt.prompt_tuning.soft_prompt import init_from_vocab
+
+            init_prompt = init_from_vocab(backbone, cfg.prompt_length, cfg.seed)
+        if init_prompt.shape[0] != cfg.prompt_length:
+            raise fail(f"initial prompt has {init_prompt.shape[0]} tokens, config asks for {cfg.prompt_length}")
+        self.prompt = torch.nn.Parameter(init_prompt.detach().clone().float().to(backbone.device))
+        self.opt = torch.optim.AdamW([self.prompt], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg))
+        self.plan = BatchPlan(cfg.strategy, len(train), len(self.syn), cfg.batch_size,
+                              cfg.syn_batch_size or cfg.batch_size, cfg.max_steps, cfg.seed, cfg.phase_split)
+        self._ids: dict[tuple[str, int], list[int]] = {}
+        self.labels = {"real": [task.label_index(e["label"]) for e in train],
+                       "syn": [task.label_index(e["label"]) for e in self.syn]}
+        self.step = 0
+        self.best_score, self.best_step = -math.inf, -1
+        self.best_prompt = self.prompt.detach().clone()
+        self.best_dev: dict[str, float] = {}
+        self.conflicts = 0
+        self.paired_steps = 0
+
+    # ---- inputs -------------------------------------------------------------------------
+    def _ctx(self, source: str, i: int) -> list[int]:
+        key = (source, i)
+        if key not in self._ids:  # encode lazily: a 16k synthetic set is mostly never needed whole
+            self._ids[key] = self.encoder.encode((self.train if source == "real" else self.syn)[i])
+        return self._ids[key]
+
+    # ---- one step -----------------------------------------------------------------------
+    def train_step(self, step: int) -> dict[str, Any]:
+        cfg = self.cfg
+        rows = self.plan.rows(step)
+        n_real = sum(r.source == "real" for r in rows)
+        n_syn = len(rows) - n_real
+        mine = dist.shard(rows)
+        paired = cfg.strategy == "paired"
+        dev = self.bb.device
+        is_syn = torch.tensor([r.source == "syn" for r in mine], device=dev)
+        y = torch.tensor([self.labels[r.source][r.index] for r in mine], device=dev)
+        rows_p = self.prompt.unsqueeze(0).expand(len(mine), -1, -1)
+        scores = label_logprobs(self.encoder, [self._ctx(r.source, r.index) for r in mine], rows_p)
+        ce = F.cross_entropy(scores, y, reduction="none")
+        if cfg.label_smoothing > 0 and n_syn:
+            ce_ls = F.cross_entropy(scores, y, reduction="none", label_smoothing=cfg.label_smoothing)
+            ce = torch.where(is_syn, ce_ls, ce)
+        if paired:
+            w = torch.where(is_syn, 1.0 / max(n_syn, 1), 1.0 / max(n_real, 1))
+        else:
+            w = torch.full_like(ce, 1.0 / len(rows))
+        loss = (ce * w).sum()
+        (g_rows,) = torch.autograd.grad(loss, rows_p)
+        parts = torch.stack([g_rows[~is_syn].sum(0), g_rows[is_syn].sum(0)])
+        stats = torch.stack([(ce * ~is_syn).sum(), (ce * is_syn).sum()]).detach()
+        parts = dist.all_reduce_sum(parts)
+        stats = dist.all_reduce_sum(stats)
+        loss_real = float(stats[0]) / max(n_real, 1)
+        loss_syn = float(stats[1]) / max(n_syn, 1)
+        total = loss_real + loss_syn if paired else float(stats.sum()) / len(rows)
+        record: dict[str, Any] = {"step": step + 1, "loss": total, "lr": self.sched.get_last_lr()[0]}
+        if n_real:
+            record["loss_real"] = loss_real
+        if n_syn:
+            record["loss_syn"] = loss_syn
+        if not math.isfinite(total) or not torch.isfinite(parts).all():
+            term = "loss_syn" if not math.isfinite(loss_syn) else "loss_real" if not math.isfinite(loss_real) else "gradient"
+            if cfg.skip_nonfinite:
+                record["skipped"] = f"non-finite {term}"
+                return record
+            raise fail(f"non-finite {term} at step {step + 1} (use --skip-nonfinite to skip such batches)")
+        if paired:
+            res = combine(parts[0], parts[1], cfg.epsilon, cfg.gradient_surgery)
+            grad = res.update
+            self.paired_steps += 1
+            self.conflicts += int(res.conflict)
+            record.update(cosine=res.cosine, conflict=res.conflict)
+        else:
+            grad = parts.sum(0)
+        self.prompt.grad = grad.to(self.prompt.dtype)
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        return record
+
+    # ---- dev selection, checkpoints --------------------------------------------------
+    def evaluate_dev(self) -> dict[str, float]:
+        return evaluate(self.task, self.bb, self.dev, self.prompt.detach(), self.cfg.eval_batch_size,
+                        encoder=self.encoder)
+
+    def _maybe_keep_best(self) -> None:
+        if not self.dev:
+            self.best_prompt, self.best_step = self.prompt.detach().clone(), self.step
+            return
+        m = self.evaluate_dev()
+        score = m[self.task.metrics[0]]
+        if score > self.best_score:
+            self.best_score, self.best_step, self.best_dev = score, self.step, m
+            self.best_prompt = self.prompt.detach().clone()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "prompt": self.prompt.detach().cpu(), "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(), "best_score": self.best_score, "best_step": self.best_step,
+            "best_prompt": self.best_prompt.cpu(), "best_dev": self.best_dev, "conflicts": self.conflicts,
+            "paired_steps": self.paired_steps, "config": asdict(self.cfg),
+        }
+
+    def load_state_dict(self, st: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.prompt.copy_(st["prompt"].to(self.prompt.device))
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        self.step, self.best_score, self.best_step = st["step"], st["best_score"], st["best_step"]
+        self.best_prompt = st["best_prompt"].to(self.prompt.device)
+        self.best_dev = dict(st["best_dev"])
+        self.conflicts, self.paired_steps = st["conflicts"], st["paired_steps"]
+
+    def _ckpt_path(self) -> Path | None:
+        return None if self.out is None else self.out / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        path = self._ckpt_path()
+        if path is None or not dist.is_main():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_torch_save(self.state_dict(), path)
+
+    def try_resume(self) -> bool:
+        path = self._ckpt_path()
+        if path is None or not path.is_file():
+            return False
+        try:
+            st = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise fail(f"{path}: unreadable checkpoint ({str(e).splitlines()[0]}); rerun with --restart") from None
+        if st.get("config") != asdict(self.cfg):
+            raise fail(f"{path}: checkpoint was made with another configuration; rerun with --restart "
+                       "or choose another --out")
+        self.load_state_dict(st)
+        return True
+
+    # ---- the loop ----------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        resumed = self.try_resume()
+        start = self.step
+        log_path = None if self.out is None else self.out / "log.jsonl"
+        history: list[dict[str, Any]] = []
+        if log_path is not None and dist.is_main():
+            self.out.mkdir(parents=True, exist_ok=True)
+            kept = []
+            if resumed and log_path.is_file():  # drop lines written after the checkpoint
+                kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
+            log_path.write_text("".join(ln + "\n" for ln in kept))
+        log = open(log_path, "a") if log_path is not None and dist.is_main() else None
+        bar = tqdm(total=cfg.max_steps, initial=start, desc=f"prompt-tune {self.task.name} [{cfg.strategy}]",
+                   disable=not self.progress or not dist.is_main(), dynamic_ncols=True)
+        try:
+            while self.step < cfg.max_steps:
+                rec = self.train_step(self.step)
+                self.step += 1
+                if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                    self._maybe_keep_best()
+                    rec["dev_best"] = self.best_score
+                history.append(rec)
+                if log is not None:
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                post = {"loss": f"{rec['loss']:.3f}"}
+                if self.paired_steps:
+                    post["conflict"] = f"{self.conflicts / self.paired_steps:.2f}"
+                bar.set_postfix(post)
+                bar.update(1)
+                if self.step % cfg.checkpoint_every == 0 and self.step < cfg.max_steps:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        return TrainResult(
+            prompt=self.best_prompt.detach().cpu(), best_step=self.best_step, dev_metrics=self.best_dev,
+            conflict_rate=self.conflicts / self.paired_steps if self.paired_steps else 0.0,
+            history=history, resumed_from=start if resumed else 0,
+        )

@@ -1,0 +1,240 @@
+"""Template encoding and verbalizer scoring: the one forward pass every method shares.
+
+``encode_inputs`` turns examples into token ids with the task's template, truncating the
+text *fields* (longest first), never the template, so the answer cue survives long inputs.
+
+``label_logprobs`` returns, for each example and each label, log p(label word | input),
+summed over the word's tokens, with an optional soft prompt placed before the input
+embeddings exactly where PEFT's prompt tuning puts it (so a PEFT-loaded adapter predicts
+the same labels).  Causal LMs read the label word after the input (only the positions
+that are needed go through the LM head, which matters for 50k-word vocabularies); T5
+reads it in the decoder after the sentinel ``<extra_id_0>`` that replaces ``{mask}``.
+
+The soft prompt may be ``(n, d)`` (shared) or ``(B, n, d)`` (one row per example): the
+second form lets gradient surgery get each row's share of the gradient from a single
+backward pass.
+"""
+
+from __future__ import annotations
+
+import string
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from synthpt.models import Backbone
+from synthpt.tasks import Task
+
+SENTINEL = "<extra_id_0>"
+
+
+def _special_affixes(tok: Any) -> tuple[list[int], list[int]]:
+    """Token ids the tokenizer adds before / after a text (BOS, EOS ...)."""
+    plain = tok("a b", add_special_tokens=False)["input_ids"]
+    full = tok("a b")["input_ids"]
+    for i in range(len(full) - len(plain) + 1):
+        if full[i : i + len(plain)] == plain:
+            return full[:i], full[i + len(plain) :]
+    return [], []
+
+
+@dataclass
+class Encoder:
+    """Renders a task's template into ids for one backbone (built once, reused per batch)."""
+
+    task: Task
+    backbone: Backbone
+    max_length: int
+    prompt_length: int = 0
+
+    def __post_init__(self) -> None:
+        tok = self.backbone.tokenizer
+        self.prefix, self.suffix = _special_affixes(tok)
+        if not self.backbone.is_seq2seq:
+            self.suffix = []  # the label word follows the input, not an EOS
+        sentinel_id = tok.convert_tokens_to_ids(SENTINEL) if SENTINEL in tok.get_vocab() else None
+        self.sentinel = [sentinel_id] if (self.backbone.is_seq2seq and sentinel_id is not None) else []
+        self.pieces = self._split_template()
+        self.label_ids = [self._label_word_ids(w) for w in self.task.words()]
+        firsts = [ids[0] for ids in self.label_ids]
+        self.single_token = all(len(ids) == 1 for ids in self.label_ids) and len(set(firsts)) == len(firsts)
+        self._warned = False
+
+    def _label_word_ids(self, word: str) -> list[int]:
+        tok = self.backbone.tokenizer
+        text = word if self.backbone.is_seq2seq else " " + word
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            from synthpt.errors import fail
+
+            raise fail(f"label word {word!r} of task {self.task.name} is empty after tokenisation")
+        return ids
+
+    def _split_template(self) -> list[tuple[str, str]]:
+        """Template as [("text", literal) | ("field", name) | ("mask", "")]; whitespace
+        before a field moves into the field so BPE sees ' word' as it would in running text."""
+        out: list[tuple[str, str]] = []
+        carry = ""
+        for literal, name, _, _ in string.Formatter().parse(self.task.template):
+            literal = carry + literal
+            carry = ""
+            if name is not None and name != "mask" and literal and literal[-1] == " ":
+                stripped = literal.rstrip(" ")
+                carry = literal[len(stripped) :]
+                literal = stripped
+            if literal:
+                out.append(("text", literal))
+            if name == "mask":
+                if not self.backbone.is_seq2seq:
+                    break  # causal LMs predict the label word next: nothing after the mask
+                out.append(("mask", ""))
+            elif name is not None:
+                out.append(("field", carry + "{" + name + "}"))
+                carry = ""
+        return out
+
+    def encode(self, example: dict[str, Any]) -> list[int]:
+        tok = self.backbone.tokenizer
+        parts: list[tuple[str, list[int]]] = []
+        for kind, value in self.pieces:
+            if kind == "text":
+                parts.append(("text", tok(value, add_special_tokens=False)["input_ids"]))
+            elif kind == "mask":
+                parts.append(("text", list(self.sentinel)))
+            else:
+                name = value.strip(" ")[1:-1]
+                lead = value[: len(value) - len(value.lstrip(" "))]
+                parts.append(("field", tok(lead + str(example[name]), add_special_tokens=False)["input_ids"]))
+        budget = self.max_length - self.prompt_length - len(self.prefix) - len(self.suffix)
+        if not self.backbone.is_seq2seq:
+            budget -= max(len(ids) for ids in self.label_ids) - 1
+        total = sum(len(ids) for _, ids in parts)
+        if total > budget:
+            if not self._warned:
+                warnings.warn(
+                    f"{self.task.name}: inputs longer than {self.max_length} tokens are truncated (fields only)",
+                    stacklevel=3,
+                )
+                self._warned = True
+            while total > budget:
+                i = max((j for j, (k, _) in enumerate(parts) if k == "field"), key=lambda j: len(parts[j][1]),
+                        default=None)
+                if i is None or not parts[i][1]:
+                    break
+                cut = min(len(parts[i][1]), total - budget)
+                parts[i] = ("field", parts[i][1][: len(parts[i][1]) - cut])
+                total -= cut
+        ids = [t for _, p in parts for t in p]
+        return self.prefix + ids + self.suffix
+
+    def encode_many(self, examples: list[dict[str, Any]]) -> list[list[int]]:
+        return [self.encode(ex) for ex in examples]
+
+
+def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def _with_prompt(
+    backbone: Backbone, ids: torch.Tensor, mask: torch.Tensor, prompt: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token embeddings with the soft prompt in front, and the matching attention mask."""
+    embeds = backbone.embed(ids)
+    if prompt is None:
+        return embeds, mask
+    rows = prompt if prompt.dim() == 3 else prompt.unsqueeze(0).expand(ids.shape[0], -1, -1)
+    ones = torch.ones((ids.shape[0], rows.shape[1]), dtype=mask.dtype, device=mask.device)
+    return torch.cat([rows.to(embeds.dtype), embeds], dim=1), torch.cat([ones, mask], dim=1)
+
+
+def label_logprobs(
+    encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B, L) log-probabilities of each label word (summed over its tokens)."""
+    bb = encoder.backbone
+    if bb.is_seq2seq:
+        return _seq2seq_scores(encoder, ctx, prompt)
+    return _causal_scores(encoder, ctx, prompt)
+
+
+def _causal_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
+    bb = encoder.backbone
+    dev = bb.device
+    n = 0 if prompt is None else prompt.shape[-2]
+    L = len(encoder.label_ids)
+    if encoder.single_token:
+        seqs, rows_prompt = ctx, prompt
+    else:  # one row per (example, label): context + that label's word
+        seqs = [c + lab for c in ctx for lab in encoder.label_ids]
+        rows_prompt = prompt
+        if prompt is not None and prompt.dim() == 3:
+            rows_prompt = prompt.repeat_interleave(L, dim=0)
+    ids, mask = _pad(seqs, bb.tokenizer.pad_token_id)
+    ids, mask = ids.to(dev), mask.to(dev)
+    embeds, attn = _with_prompt(bb, ids, mask, rows_prompt)
+    hidden = bb.model.base_model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
+    head = bb.model.get_output_embeddings()
+    if encoder.single_token:
+        last = torch.tensor([n + len(c) - 1 for c in ctx], device=dev)
+        h = hidden[torch.arange(len(ctx), device=dev), last]
+        logp = F.log_softmax(head(h).float(), dim=-1)
+        return logp[:, [ids_[0] for ids_ in encoder.label_ids]]
+    # gather every label-token position in one go
+    row_idx, pos_idx, tgt, owner = [], [], [], []
+    r = 0
+    for c in ctx:
+        for lab in encoder.label_ids:
+            for j, t in enumerate(lab):
+                row_idx.append(r)
+                pos_idx.append(n + len(c) - 1 + j)
+                tgt.append(t)
+                owner.append(r)
+            r += 1
+    h = hidden[torch.tensor(row_idx, device=dev), torch.tensor(pos_idx, device=dev)]
+    logp = F.log_softmax(head(h).float(), dim=-1)
+    tok_lp = logp[torch.arange(len(tgt), device=dev), torch.tensor(tgt, device=dev)]
+    sums = torch.zeros(len(seqs), device=dev, dtype=tok_lp.dtype).index_add(0, torch.tensor(owner, device=dev), tok_lp)
+    return sums.view(len(ctx), L)
+
+
+def _seq2seq_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
+    bb = encoder.backbone
+    dev = bb.device
+    ids, mask = _pad(ctx, bb.tokenizer.pad_token_id)
+    ids, mask = ids.to(dev), mask.to(dev)
+    embeds, attn = _with_prompt(bb, ids, mask, prompt)
+    start = bb.model.config.decoder_start_token_id
+    head = [start] + encoder.sentinel
+    B, L = len(ctx), len(encoder.label_ids)
+    enc = bb.model.get_encoder()(inputs_embeds=embeds, attention_mask=attn)
+    if encoder.single_token:
+        dec = torch.tensor([head] * B, device=dev)
+        out = bb.model(encoder_outputs=enc, attention_mask=attn, decoder_input_ids=dec)
+        logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)
+        return logp[:, [ids_[0] for ids_ in encoder.label_ids]]
+    width = max(len(lab) for lab in encoder.label_ids)
+    pad = bb.tokenizer.pad_token_id
+    dec = torch.full((L, len(head) + width - 1), pad, dtype=torch.long)
+    tgt = torch.full((L, width), -100, dtype=torch.long)
+    for li, lab in enumerate(encoder.label_ids):
+        seq = head + lab[:-1]
+        dec[li, : len(seq)] = torch.tensor(seq)
+        tgt[li, : len(lab)] = torch.tensor(lab)
+    dec, tgt = dec.to(dev).repeat(B, 1), tgt.to(dev).repeat(B, 1)
+    hidden = enc.last_hidden_state.repeat_interleave(L, dim=0)
+    enc_rep = type(enc)(last_hidden_state=hidden)
+    out = bb.model(encoder_outputs=enc_rep, attention_mask=attn.repeat_interleave(L, dim=0), decoder_input_ids=dec)
+    logits = out.logits[:, len(head) - 1 :].float()
+    logp = F.log_softmax(logits, dim=-1)
+    valid = tgt != -100
+    tok_lp = logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid
+    return tok_lp.sum(-1).view(B, L)

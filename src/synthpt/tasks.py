@@ -1,0 +1,243 @@
+"""Task registry: what a task's examples look like and how a prompt reads them.
+
+Every example inside synthpt is a plain ``dict`` with the task's canonical text fields
+(``text1``/``text2`` for sentence pairs, ``text`` for single sentences, the same names
+FewGen's published synthetic sets use) and ``label``, a string from ``Task.labels``.
+Loaders map each file format onto this shape, so everything downstream is format-free.
+
+A template is a Python format string over the fields plus ``{mask}``, the place of the
+label word.  Built-in templates put ``{mask}`` last so one template serves causal LMs
+(label word = next token) and T5 (``{mask}`` becomes the sentinel ``<extra_id_0>``).
+They are short, plain-English questions that a small instruct model understands.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthpt.errors import fail
+
+
+@dataclass(frozen=True)
+class Task:
+    """A classification task: its fields, labels, template, verbalizer and metrics."""
+
+    name: str
+    fields: tuple[str, ...]
+    labels: tuple[str, ...]
+    label_words: dict[str, str]
+    template: str
+    metrics: tuple[str, ...] = ("accuracy",)
+    positive_label: str | None = None
+    field_names: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    # Hard text around the generated field for Step 2 (label-conditioned generation).
+    # For pair tasks the generator sees ``{text1}`` and writes the second text.
+    gen_template: str = ""
+    # Files of a user task (paths relative to the spec file), if given in the spec.
+    files: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.fields:
+            raise fail(f"task {self.name!r}: no text fields")
+        if len(self.labels) < 2:
+            raise fail(f"task {self.name!r}: needs at least two labels, got {list(self.labels)}")
+        missing = [lab for lab in self.labels if lab not in self.label_words]
+        if missing:
+            raise fail(f"task {self.name!r}: labels {missing} have no label word")
+        names = {n for _, n, _, _ in string.Formatter().parse(self.template) if n is not None}
+        if "mask" not in names:
+            raise fail(f"task {self.name!r}: template must contain {{mask}}: {self.template!r}")
+        unknown = names - set(self.fields) - {"mask"}
+        if unknown:
+            raise fail(f"task {self.name!r}: template uses unknown fields {sorted(unknown)}")
+        if self.positive_label is not None and self.positive_label not in self.labels:
+            raise fail(f"task {self.name!r}: positive_label {self.positive_label!r} is not a label")
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.fields) == 2
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def label_index(self, label: str) -> int:
+        return self.labels.index(label)
+
+    def words(self) -> list[str]:
+        """Label words in label order (the verbalizer)."""
+        return [self.label_words[lab] for lab in self.labels]
+
+    def render(self, example: dict[str, Any], mask: str = "") -> str:
+        """Fill the template; ``mask`` replaces ``{mask}`` (a label word, a sentinel, or '')."""
+        return self.template.format(mask=mask, **{f: example[f] for f in self.fields})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "fields": list(self.fields),
+            "labels": list(self.labels),
+            "label_words": dict(self.label_words),
+            "template": self.template,
+            "metrics": list(self.metrics),
+            "positive_label": self.positive_label,
+            "gen_template": self.gen_template,
+        }
+
+
+_NLI3 = dict(
+    fields=("text1", "text2"),
+    labels=("entailment", "neutral", "contradiction"),
+    label_words={"entailment": "Yes", "neutral": "Maybe", "contradiction": "No"},
+    template="Premise: {text1}\nHypothesis: {text2}\nDoes the premise entail the hypothesis? Answer:{mask}",
+    field_names={"text1": "premise", "text2": "hypothesis"},
+    gen_template="Premise: {text1}\nHypothesis:",
+)
+
+BUILTIN_TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task(
+            name="sst-2",
+            fields=("text",),
+            labels=("0", "1"),
+            label_words={"0": "negative", "1": "positive"},
+            template="Review: {text}\nSentiment:{mask}",
+            field_names={"text": "sentence"},
+            description="Stanford Sentiment Treebank, binary (0 negative, 1 positive)",
+            gen_template="Review:",
+        ),
+        Task(
+            name="mrpc",
+            fields=("text1", "text2"),
+            labels=("0", "1"),
+            label_words={"0": "No", "1": "Yes"},
+            template="Sentence 1: {text1}\nSentence 2: {text2}\nDo both sentences mean the same thing? Answer:{mask}",
+            metrics=("accuracy", "f1"),
+            positive_label="1",
+            field_names={"text1": "#1 String", "text2": "#2 String"},
+            description="Microsoft Research Paraphrase Corpus (1 = paraphrase)",
+            gen_template="Sentence 1: {text1}\nSentence 2:",
+        ),
+        Task(
+            name="qqp",
+            fields=("text1", "text2"),
+            labels=("0", "1"),
+            label_words={"0": "No", "1": "Yes"},
+            template="Question 1: {text1}\nQuestion 2: {text2}\nDo both questions ask the same thing? Answer:{mask}",
+            metrics=("accuracy", "f1"),
+            positive_label="1",
+            field_names={"text1": "question1", "text2": "question2"},
+            description="Quora Question Pairs (1 = duplicate); evaluated on a train-derived proxy here",
+            gen_template="Question 1: {text1}\nQuestion 2:",
+        ),
+        Task(
+            name="rte",
+            fields=("text1", "text2"),
+            labels=("entailment", "not_entailment"),
+            label_words={"entailment": "Yes", "not_entailment": "No"},
+            template='{text1}\nQuestion: Is it true that "{text2}"? Answer:{mask}',
+            field_names={"text1": "sentence1", "text2": "sentence2"},
+            description="Recognizing Textual Entailment",
+            gen_template="{text1}\nIt follows that:",
+        ),
+        Task(
+            name="qnli",
+            fields=("text1", "text2"),
+            labels=("entailment", "not_entailment"),
+            label_words={"entailment": "Yes", "not_entailment": "No"},
+            template="Question: {text1}\nSentence: {text2}\nDoes the sentence answer the question? Answer:{mask}",
+            field_names={"text1": "question", "text2": "sentence"},
+            description="Question NLI from SQuAD (entailment = the sentence answers the question)",
+            gen_template="Question: {text1}\nSentence:",
+        ),
+        Task(name="mnli", description="MultiNLI (dev-matched as test)", **_NLI3),
+        Task(name="snli", description="Stanford NLI", **_NLI3),
+        Task(name="sick", description="SICK entailment (3-way)", **_NLI3),
+    ]
+}
+
+_ALIASES = {"sst2": "sst-2", "sst": "sst-2"}
+
+
+def list_tasks() -> list[Task]:
+    return list(BUILTIN_TASKS.values())
+
+
+def get_task(name: str) -> Task:
+    """A built-in task by name (case-insensitive), e.g. ``get_task("RTE")``."""
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in BUILTIN_TASKS:
+        raise fail(f"unknown task {name!r}; built-in tasks: {', '.join(BUILTIN_TASKS)} (or pass --task-spec FILE)")
+    return BUILTIN_TASKS[key]
+
+
+_SPEC_KEYS = {"name", "fields", "labels", "label_words", "template", "metrics", "positive_label",
+              "description", "gen_template", "files", "field_names"}
+
+
+def load_task_spec(path: str | Path) -> Task:
+    """A user task from a small YAML or JSON file.
+
+    Required keys: ``name``, ``fields`` (list of column names), ``labels``, ``label_words``
+    (label -> word), ``template`` (with ``{mask}``).  Optional: ``metrics``,
+    ``positive_label``, ``gen_template``, ``files`` ({train, dev, test} -> CSV/JSONL paths,
+    relative to the spec).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise fail(f"{p}: task spec file not found")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise fail(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        if p.suffix.lower() == ".json":
+            spec = json.loads(text)
+        else:
+            import yaml
+
+            spec = yaml.safe_load(text)
+    except Exception as e:  # yaml / json syntax errors carry their own position
+        raise fail(f"{p}: cannot parse task spec: {str(e).splitlines()[0]}") from None
+    if not isinstance(spec, dict):
+        raise fail(f"{p}: task spec must be a mapping of keys to values")
+    unknown = set(spec) - _SPEC_KEYS
+    if unknown:
+        raise fail(f"{p}: unknown keys {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
+    for key in ("name", "fields", "labels", "label_words", "template"):
+        if key not in spec:
+            raise fail(f"{p}: missing required key {key!r}")
+    if not isinstance(spec["fields"], list) or not all(isinstance(f, str) for f in spec["fields"]):
+        raise fail(f"{p}: 'fields' must be a list of column names")
+    if not isinstance(spec["label_words"], dict):
+        raise fail(f"{p}: 'label_words' must map each label to a word")
+    files = {k: str((p.parent / v).resolve()) for k, v in (spec.get("files") or {}).items()}
+    return Task(
+        name=str(spec["name"]),
+        fields=tuple(spec["fields"]),
+        labels=tuple(str(x) for x in spec["labels"]),
+        label_words={str(k): str(v) for k, v in spec["label_words"].items()},
+        template=str(spec["template"]),
+        metrics=tuple(spec.get("metrics") or ("accuracy",)),
+        positive_label=None if spec.get("positive_label") is None else str(spec["positive_label"]),
+        field_names=dict(spec.get("field_names") or {}),
+        description=str(spec.get("description", "")),
+        gen_template=str(spec.get("gen_template", "")),
+        files=files,
+    )
+
+
+def resolve_task(name: str | None = None, spec: str | Path | None = None) -> Task:
+    """``--task NAME`` or ``--task-spec FILE`` -> a Task."""
+    if spec:
+        return load_task_spec(spec)
+    if not name:
+        raise fail("give --task NAME or --task-spec FILE")
+    return get_task(name)
