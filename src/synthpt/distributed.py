@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -25,7 +26,7 @@ def state() -> Any:
         return None
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def world_size() -> int:
@@ -82,3 +83,44 @@ def barrier() -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def _parent_num_processes() -> int:
+    """``--num_processes N`` of the ``accelerate launch`` command that started us (Linux /proc)."""
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+    except OSError:
+        return 1
+    args = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    for i, a in enumerate(args):
+        if a in ("--num_processes", "--num-processes") and i + 1 < len(args):
+            return int(args[i + 1]) if args[i + 1].isdigit() else 1
+        if a.startswith(("--num_processes=", "--num-processes=")):
+            v = a.split("=", 1)[1]
+            return int(v) if v.isdigit() else 1
+    return 1
+
+
+def maybe_relaunch_multi_cpu(module_args: list[str]) -> None:
+    """Make ``accelerate launch --cpu --num_processes N -m synthpt ...`` start N processes.
+
+    Without MPI, Accelerate's CPU launcher starts a single process (it expects ``mpirun``
+    to fan out).  We detect that case — Accelerate's CPU flag and rendezvous address set,
+    no WORLD_SIZE — and re-execute under ``torch.distributed.run`` with N local processes
+    and the gloo backend, which is what the user asked for.
+    """
+    env = os.environ
+    if env.get("ACCELERATE_USE_CPU", "").lower() != "true" or "WORLD_SIZE" in env or "MASTER_ADDR" not in env:
+        return
+    if env.get("SYNTHPT_RELAUNCHED"):
+        return
+    n = _parent_num_processes()
+    if n <= 1:
+        return
+    import sys
+
+    env["SYNTHPT_RELAUNCHED"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}",
+           f"--master_addr={env['MASTER_ADDR']}", f"--master_port={env.get('MASTER_PORT', '29500')}",
+           "-m", "synthpt", *module_args]
+    os.execvpe(sys.executable, cmd, env)

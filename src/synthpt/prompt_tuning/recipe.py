@@ -130,7 +130,7 @@ def run_prompt_tuning(
         "test": test_metrics, "dev": result.dev_metrics, "best_step": result.best_step,
         "conflict_rate": result.conflict_rate, "steps": cfg.max_steps, "n_train": len(splits["train"]),
         "n_synthetic": len(syn_rows), "trainable_parameters": int(result.prompt.numel()),
-        "train_seconds": round(train_s, 2), "resumed_from_step": result.resumed_from, "config_hash": key,
+        "train_seconds": round(train_s, 2), "processes": dist.world_size(), "resumed_from_step": result.resumed_from, "config_hash": key,
     }
     if dist.is_main():
         save_peft_prompt(out, result.prompt, bb, extra={"task": task.name, "config_hash": key})

@@ -167,8 +167,10 @@ class PromptTrainer:
             w = torch.full_like(ce, 1.0 / len(rows))
         loss = (ce * w).sum()
         (g_rows,) = torch.autograd.grad(loss, rows_p)
-        parts = torch.stack([g_rows[~is_syn].sum(0), g_rows[is_syn].sum(0)])
-        stats = torch.stack([(ce * ~is_syn).sum(), (ce * is_syn).sum()]).detach()
+        # float64 sums: the result then hardly depends on how rows are split across processes
+        g64 = g_rows.double()
+        parts = torch.stack([g64[~is_syn].sum(0), g64[is_syn].sum(0)])
+        stats = torch.stack([(ce * ~is_syn).sum(), (ce * is_syn).sum()]).detach().double()
         parts = dist.all_reduce_sum(parts)
         stats = dist.all_reduce_sum(stats)
         loss_real = float(stats[0]) / max(n_real, 1)

@@ -113,7 +113,7 @@ class Encoder:
             budget -= max(len(ids) for ids in self.label_ids) - 1
         total = sum(len(ids) for _, ids in parts)
         if total > budget:
-            if not self._warned:
+            if not self._warned and _is_main():
                 warnings.warn(
                     f"{self.task.name}: inputs longer than {self.max_length} tokens are truncated (fields only)",
                     stacklevel=3,
@@ -132,6 +132,12 @@ class Encoder:
 
     def encode_many(self, examples: list[dict[str, Any]]) -> list[list[int]]:
         return [self.encode(ex) for ex in examples]
+
+
+def _is_main() -> bool:
+    from synthpt import distributed
+
+    return distributed.is_main()
 
 
 def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
