@@ -251,7 +251,8 @@ class PromptTrainer:
         try:
             st = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise fail(f"{path}: unreadable checkpoint ({str(e).splitlines()[0]}); rerun with --restart") from None
+            why = (str(e).splitlines() or [type(e).__name__])[0]
+            raise fail(f"{path}: unreadable checkpoint ({why}); rerun with --restart") from None
         if st.get("config") != asdict(self.cfg):
             raise fail(f"{path}: checkpoint was made with another configuration; rerun with --restart "
                        "or choose another --out")

@@ -1,0 +1,176 @@
+"""How the generator reads an example: [Q_l ; hard context] -> generated field.
+
+The generated field is the task's last field (``text2`` for pairs: the generator writes the
+second text given the first; ``text`` for single-sentence tasks).  The hard context is the
+task's ``gen_template`` with the other fields filled in (e.g. ``"Sentence 1: {text1}\\nSentence 2:"``).
+
+- causal LMs see ``[Q_l ; context ; target]`` in one sequence (right padding in training);
+- seq2seq LMs (T5) get ``[Q_l ; context ; EOS]`` in the encoder and write the target in the
+  decoder.
+
+:func:`score_targets` is the one forward every DawGen term uses: per-token log-likelihoods
+of the target, the hidden state each target token is predicted from (what the weight net
+reads), and the target mask.  Rows may carry different prompts (``(R, n, d)``), which is how
+one batched forward scores every example under every label's prompt.  Only target
+positions go through the LM head (it matters for 50k-word vocabularies).
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from synthpt.errors import fail
+from synthpt.models import Backbone
+from synthpt.tasks import Task
+
+
+def generated_field(task: Task) -> str:
+    return task.fields[-1]
+
+
+def context_template(task: Task) -> str:
+    """The hard context; an empty one is allowed (the prompt alone conditions the text)."""
+    return task.gen_template
+
+
+@dataclass
+class GenEncoder:
+    """Token ids of (context, target) for one backbone, with field-only truncation."""
+
+    task: Task
+    backbone: Backbone
+    max_length: int
+    prompt_length: int
+
+    def __post_init__(self) -> None:
+        tok = self.backbone.tokenizer
+        self.field = generated_field(self.task)
+        self.eos = tok.eos_token_id
+        if self.eos is None:
+            raise fail(f"{self.backbone.name_or_path}: tokenizer has no EOS token; the generator needs one to stop")
+        # (kind, value, lead): spaces before a field move into it, so BPE sees " word" as in running text
+        self.pieces: list[tuple[str, str, str]] = []
+        for literal, name, _, _ in string.Formatter().parse(context_template(self.task)):
+            lead = ""
+            if name is not None and literal.endswith(" "):
+                lead = literal[len(literal.rstrip(" ")):]
+                literal = literal.rstrip(" ")
+            if literal:
+                self.pieces.append(("text", literal, ""))
+            if name is not None:
+                if name == self.field or name not in self.task.fields:
+                    raise fail(f"task {self.task.name}: gen_template may only use the conditioning fields "
+                               f"{list(self.task.fields[:-1])}, not {{{name}}}")
+                self.pieces.append(("field", name, lead))
+        self.max_target = max(4, self.max_length // 2)
+        if self.prompt_length + 8 > self.max_length:
+            raise fail(f"--max-length {self.max_length} leaves no room after a {self.prompt_length}-token prompt")
+
+    def _ids(self, text: str) -> list[int]:
+        return self.backbone.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def target(self, text: str) -> list[int]:
+        """Target ids: the field's text (leading space for causal LMs, as in running text) + EOS."""
+        lead = "" if self.backbone.is_seq2seq else " "
+        return self._ids(lead + text.strip())[: self.max_target - 1] + [self.eos]
+
+    def context(self, example: dict[str, Any], target_len: int | None = None) -> list[int]:
+        """Context ids; conditioning fields are truncated (longest first) so everything fits."""
+        parts = [(kind, self._ids(value if kind == "text" else lead + str(example[value]).strip()))
+                 for kind, value, lead in self.pieces]
+        extra = 1 if self.backbone.is_seq2seq else (target_len if target_len is not None else self.max_target)
+        budget = self.max_length - self.prompt_length - extra
+        total = sum(len(p) for _, p in parts)
+        while total > budget:
+            i = max((j for j, (k, p) in enumerate(parts) if k == "field" and p), key=lambda j: len(parts[j][1]),
+                    default=None)
+            if i is None:
+                break
+            cut = min(len(parts[i][1]), total - budget)
+            parts[i] = ("field", parts[i][1][: len(parts[i][1]) - cut])
+            total -= cut
+        ids = [t for _, p in parts for t in p]
+        if self.backbone.is_seq2seq:
+            ids = ids + [self.eos]
+        return ids
+
+    def encode(self, example: dict[str, Any]) -> tuple[list[int], list[int]]:
+        tgt = self.target(str(example[self.field]))
+        return self.context(example, len(tgt)), tgt
+
+
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """float32 for half-precision models; float64 stays (finite-difference tests run in it)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def _pad_right(seqs: list[list[int]], pad: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    width = width or max(1, max(len(s) for s in seqs))
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+@dataclass
+class Scored:
+    token_logp: torch.Tensor  # (R, T) log p(x_j | x_<j; prompt_r) at target positions (0 at padding)
+    hidden: torch.Tensor  # (R, T, d) the state each target token is predicted from
+    mask: torch.Tensor  # (R, T) valid target tokens
+
+
+def score_targets(bb: Backbone, ctx: list[list[int]], tgt: list[list[int]], prompts: torch.Tensor) -> Scored:
+    """One forward of R rows; row r uses ``prompts[r]`` (R, n, d) before its context."""
+    if bb.is_seq2seq:
+        return _score_seq2seq(bb, ctx, tgt, prompts)
+    return _score_causal(bb, ctx, tgt, prompts)
+
+
+def _score_causal(bb: Backbone, ctx: list[list[int]], tgt: list[list[int]], prompts: torch.Tensor) -> Scored:
+    dev = bb.device
+    n = prompts.shape[1]
+    pad = bb.tokenizer.pad_token_id
+    ids, mask = _pad_right([c + t for c, t in zip(ctx, tgt)], pad)
+    ids, mask = ids.to(dev), mask.to(dev)
+    embeds = torch.cat([prompts.to(bb.model.dtype), bb.embed(ids)], dim=1)
+    attn = torch.cat([torch.ones(ids.shape[0], n, dtype=mask.dtype, device=dev), mask], dim=1)
+    hidden = bb.model.base_model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
+    T = max(len(t) for t in tgt)
+    pos = torch.zeros(len(tgt), T, dtype=torch.long)
+    tmask = torch.zeros(len(tgt), T, dtype=torch.long)
+    tids = torch.full((len(tgt), T), 0, dtype=torch.long)
+    for r, (c, t) in enumerate(zip(ctx, tgt)):
+        start = n + len(c) - 1  # the position that predicts the first target token
+        pos[r, : len(t)] = torch.arange(start, start + len(t))
+        tmask[r, : len(t)] = 1
+        tids[r, : len(t)] = torch.tensor(t)
+    pos, tmask, tids = pos.to(dev), tmask.to(dev), tids.to(dev)
+    h = hidden.gather(1, pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (R, T, d)
+    logits = upcast(bb.model.get_output_embeddings()(h))
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, tids.unsqueeze(-1)).squeeze(-1)
+    return Scored(logp * tmask, h, tmask)
+
+
+def _score_seq2seq(bb: Backbone, ctx: list[list[int]], tgt: list[list[int]], prompts: torch.Tensor) -> Scored:
+    dev = bb.device
+    n = prompts.shape[1]
+    pad = bb.tokenizer.pad_token_id
+    ids, mask = _pad_right(ctx, pad)
+    ids, mask = ids.to(dev), mask.to(dev)
+    embeds = torch.cat([prompts.to(bb.model.dtype), bb.embed(ids)], dim=1)
+    attn = torch.cat([torch.ones(ids.shape[0], n, dtype=mask.dtype, device=dev), mask], dim=1)
+    start = bb.model.config.decoder_start_token_id
+    labels, tmask = _pad_right(tgt, pad)
+    dec = torch.cat([torch.full((len(tgt), 1), start, dtype=torch.long), labels[:, :-1]], dim=1)
+    labels, tmask, dec = labels.to(dev), tmask.to(dev), dec.to(dev)
+    out = bb.model(inputs_embeds=embeds, attention_mask=attn, decoder_input_ids=dec,
+                   decoder_attention_mask=torch.ones_like(dec), output_hidden_states=True)
+    logp = F.log_softmax(upcast(out.logits), dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    return Scored(logp * tmask, out.decoder_hidden_states[-1], tmask)

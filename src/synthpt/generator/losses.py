@@ -1,0 +1,83 @@
+"""DawGen's loss terms as pure functions of small tensors (unit-tested by hand computation).
+
+Shapes: ``B`` examples, ``T`` target-token positions (padded), ``L`` labels, ``d`` width.
+``mask`` is a (B, T) 0/1 tensor of valid target tokens (the generated field + its EOS).
+
+- :func:`token_weights`: w_j = N · softmax_j(s_j) over the batch's N valid tokens, so the
+  weights are positive and their mean is exactly 1.  Why: with mean 1 the weighted loss is on
+  the scale of the plain token-mean NLL (same learning rate works for every mode), and a
+  weight net that outputs a constant recovers plain prompt tuning exactly.
+- :func:`weighted_lm_loss`: L_wGen(Q_l) = (1/N_l) Σ_{j∈label l} w_j ℓ_j, ℓ_j = −log p(x_j|x_<j;Q_l),
+  then the mean over the labels present (L_DawGen's "mean_l").
+- :func:`disc_loss`: L_disc = −mean_j p_y(x_j) / Σ_l p_l(x_j) — the ratio is a softmax over the
+  label axis of the per-token log-likelihoods, computed stably in log space.
+- :func:`dist_loss`: triplet hinge on cosine similarity D(a, b) = a·b / (|a||b|):
+  mean over all (anchor i, positive j≠i same label, negative k other label) of
+  max(0, 1 − D(e_i, e_j) + D(e_i, e_k)).  Cosine is bounded, so the margin 1 has a fixed meaning.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def token_weights(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) weights: N · softmax of ``scores`` over the valid tokens; 0 at padding."""
+    valid = mask.bool()
+    n = valid.sum()
+    s = scores.masked_fill(~valid, float("-inf"))
+    w = torch.softmax(s.reshape(-1), dim=0).reshape(s.shape) * n
+    return torch.where(valid, w, torch.zeros_like(w))
+
+
+def weighted_lm_loss(token_nll: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor,
+                     labels: torch.Tensor, num_labels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean over present labels of L_wGen(Q_l), per-label losses (L,), NaN where absent).
+
+    ``token_nll`` (B, T) = −log p of each target token under the example's own label prompt.
+    """
+    m = mask.to(token_nll.dtype)
+    per_example = (weights * token_nll * m).sum(1)  # (B,)
+    tokens = m.sum(1)
+    onehot = F.one_hot(labels, num_labels).to(token_nll.dtype)  # (B, L)
+    num = onehot.T @ per_example  # (L,)
+    den = onehot.T @ tokens
+    present = den > 0
+    per_label = torch.where(present, num / den.clamp(min=1), torch.full_like(num, float("nan")))
+    loss = per_label[present].mean()
+    return loss, per_label
+
+
+def disc_loss(token_logp: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L_disc from (B, L, T) log p(x_j | x_<j; Q_l) of every example under every label prompt."""
+    ratio = torch.softmax(token_logp, dim=1)  # p_l / Σ_l' p_l'  per token
+    own = ratio.gather(1, labels.view(-1, 1, 1).expand(-1, 1, ratio.shape[2])).squeeze(1)  # (B, T)
+    m = mask.to(own.dtype)
+    return -(own * m).sum() / m.sum().clamp(min=1)
+
+
+def dist_loss(emb: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """Triplet hinge over every (anchor, positive, negative) of the batch on cosine similarity.
+
+    ``emb`` (B, p) projected representations W·Z.  Returns 0 (with a graph) when the batch has
+    no valid triplet (fewer than two examples of a label, or a single label).
+    """
+    e = F.normalize(emb, dim=-1)
+    sim = e @ e.T  # (B, B) cosine
+    same = labels.view(-1, 1) == labels.view(1, -1)
+    eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
+    pos = same & ~eye
+    neg = ~same
+    # (i, j, k): hinge(margin - sim[i, j] + sim[i, k])
+    h = F.relu(margin - sim.unsqueeze(2) + sim.unsqueeze(1))
+    valid = pos.unsqueeze(2) & neg.unsqueeze(1)
+    if not valid.any():
+        return emb.sum() * 0.0
+    return h[valid].mean()
+
+
+def pooled(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Z: mean of (B, T, d) hidden states over the valid target tokens -> (B, d)."""
+    m = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)

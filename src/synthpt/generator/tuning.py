@@ -1,0 +1,427 @@
+"""Step 1: tune one soft prompt Q_l per label on a frozen generator LM (DawGen / FewGen / plain).
+
+One bi-level step on a balanced batch (``mode="dawgen"``; Algorithm 1):
+
+1. forward every example under its own label's prompt: per-token NLL ℓ_j, hidden states h_j;
+   L_DawGen(Q; W) = mean_l L_wGen(Q_l) + λ L_dist, with w_j = Φ_W(h_j) (h detached: the weights
+   are importance weights, Q cannot lower its loss by moving weight off hard tokens);
+2. lookahead Q' = Q − α ∇_Q L_DawGen(Q; W), kept differentiable in W (``create_graph=True``);
+3. L_disc(Q'(W)): every example under every label's lookahead prompt in ONE forward (B·L rows);
+   its gradient w.r.t. W flows back through the lookahead — the meta-gradient; Adam step on W;
+4. the real step of Q on L_DawGen(Q; W_new).  No new forward: the weights enter the loss
+   linearly, so recomputing them from the kept (detached) hidden states with W_new and
+   back-propagating through the kept graph of ℓ_j and Z is exact.
+
+``fewgen`` drops L_dist (W is the token scorer only); ``plain`` is unweighted prompt tuning of
+the label prompts (no W, no lookahead).  The double backward of step 3 needs the "eager"
+attention kernels (PyTorch's fused SDPA kernels have no second derivative), so weighted
+modes switch the backbone to them.
+
+Batches are a pure function of (seed, step): each label contributes ⌈B/L⌉ examples from
+its own seeded stream, so every label's L_wGen and every triplet of L_dist exist in every
+step, and a resumed run sees exactly the batches of an uninterrupted one.  Under
+``accelerate launch`` each process takes a slice of the global batch, computes the
+lookahead on its slice, and the gradients of W and Q are all-reduced (averaged) by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from synthpt import distributed as dist
+from synthpt.errors import fail
+from synthpt.generator.encoding import GenEncoder, Scored, score_targets, upcast
+from synthpt.generator.losses import disc_loss, dist_loss, pooled, token_weights, weighted_lm_loss
+from synthpt.models import Backbone
+from synthpt.prompt_tuning.strategies import Stream
+from synthpt.tasks import Task
+
+MODES = ("dawgen", "fewgen", "plain")
+
+
+@dataclass
+class GeneratorConfig:
+    """Every knob of Step 1.
+
+    Learning rates: Q and W use Adam (``lr`` 0.01 is the usual range for prompt vectors with
+    Adam; ``meta_lr`` 0.005 moves the zero-initialised weight net slowly so early steps stay
+    close to plain tuning).  The lookahead is one SGD step of size ``inner_lr``; since W's
+    optimizer is Adam (scale-free), α mainly sets how far the lookahead looks, not W's step.
+    """
+
+    mode: str = "dawgen"  # dawgen | fewgen | plain
+    prompt_length: int = 20  # per-label soft prompt Q_l length
+    init_from_label_words: bool = True  # last tokens of Q_l start as the label word's embeddings
+    lr: float = 0.01  # Adam on the label prompts Q
+    meta_lr: float = 0.005  # Adam on the weight net W
+    inner_lr: float = 1.0  # α of the differentiable lookahead Q' = Q − α ∇Q L_DawGen
+    dist_weight: float = 1.0  # λ of L_dist
+    dist_margin: float = 1.0  # hinge margin of L_dist (cosine similarity)
+    weight_hidden: int = 64  # hidden width of the weight net's token scorer
+    proj_dim: int = 64  # output width of the weight net's projection (L_dist)
+    batch_size: int = 8  # global batch (balanced over labels)
+    max_steps: int = 200
+    checkpoint_every: int = 50
+    max_length: int = 128  # prompt + context + target tokens (conditioning fields are truncated first)
+    seed: int = 42
+    skip_nonfinite: bool = False
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise fail(f"unknown generator mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        for name in ("prompt_length", "batch_size", "max_steps", "checkpoint_every", "max_length",
+                     "weight_hidden", "proj_dim"):
+            if getattr(self, name) < 1:
+                raise fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("lr", "meta_lr"):
+            if not getattr(self, name) > 0:
+                raise fail(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if self.inner_lr < 0 or self.dist_weight < 0:
+            raise fail("--inner-lr and --dist-weight must be >= 0")
+
+
+class WeightNet(nn.Module):
+    """Φ_W: a token scorer R^d → R (weights via :func:`token_weights`) and a projection head.
+
+    The scorer's last layer starts at zero, so every token starts with weight exactly 1 and
+    training begins as plain prompt tuning; the meta-gradient moves it from there.
+    """
+
+    def __init__(self, d: int, hidden: int = 64, proj_dim: int = 64, seed: int = 0) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.score1 = nn.Linear(d, hidden)
+            self.score2 = nn.Linear(hidden, 1)
+            self.proj = nn.Linear(d, proj_dim, bias=False)
+        nn.init.zeros_(self.score2.weight)
+        nn.init.zeros_(self.score2.bias)
+
+    def scores(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., d) hidden states -> (...) unnormalised token scores."""
+        return self.score2(torch.tanh(self.score1(h))).squeeze(-1)
+
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        return self.proj(z)
+
+
+def init_label_prompts(bb: Backbone, task: Task, length: int, seed: int, from_words: bool) -> torch.Tensor:
+    """(L, n, d): random vocabulary embeddings (Lester et al.), the label word's tokens last."""
+    from synthpt.prompt_tuning.soft_prompt import init_from_vocab
+
+    base = init_from_vocab(bb, length, seed)
+    out = base.unsqueeze(0).repeat(task.num_labels, 1, 1)
+    if from_words:
+        table = bb.model.get_input_embeddings().weight.detach().float()
+        for li, word in enumerate(task.words()):
+            lead = "" if bb.is_seq2seq else " "
+            ids = bb.tokenizer(lead + word, add_special_tokens=False)["input_ids"][-length:]
+            if ids:
+                out[li, length - len(ids):] = table[torch.tensor(ids, device=table.device)].cpu()
+    return out
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class GeneratorTrainer:
+    """Holds Q (L label prompts), W and their optimizers; ``step`` is one (bi-level) update."""
+
+    def __init__(self, task: Task, bb: Backbone, cfg: GeneratorConfig, train: list[dict],
+                 out_dir: str | Path | None = None, progress: bool = True) -> None:
+        cfg.validate()
+        self.task, self.bb, self.cfg, self.train = task, bb, cfg, train
+        self.out = Path(out_dir) if out_dir else None
+        self.progress = progress
+        self.L = task.num_labels
+        self.enc = GenEncoder(task, bb, cfg.max_length, cfg.prompt_length)
+        self.by_label = [[i for i, ex in enumerate(train) if ex["label"] == lab] for lab in task.labels]
+        empty = [lab for lab, rows in zip(task.labels, self.by_label) if not rows]
+        if empty:
+            raise fail(f"generator tuning needs training examples of every label; none for {empty}")
+        self.streams = [Stream(len(rows), cfg.seed, 100 + li) for li, rows in enumerate(self.by_label)]
+        self.per_label = max(1, math.ceil(cfg.batch_size / self.L))
+        self.weighted = cfg.mode != "plain"
+        if self.weighted and hasattr(bb.model, "set_attn_implementation"):
+            if getattr(bb.model.config, "_attn_implementation", "eager") != "eager":
+                bb.model.set_attn_implementation("eager")  # SDPA kernels have no double backward
+        dev = bb.device
+        self.Q = nn.Parameter(init_label_prompts(bb, task, cfg.prompt_length, cfg.seed,
+                                                 cfg.init_from_label_words).to(dev))
+        self.opt_q = torch.optim.Adam([self.Q], lr=cfg.lr)
+        self.W = WeightNet(bb.hidden_size, cfg.weight_hidden, cfg.proj_dim, seed=cfg.seed).to(dev)
+        self.opt_w = torch.optim.Adam(self.W.parameters(), lr=cfg.meta_lr)
+        self._ids: dict[int, tuple[list[int], list[int]]] = {}
+        self.step_no = 0
+
+    # ---- batches ------------------------------------------------------------------------
+    def batch_rows(self, step: int) -> list[int]:
+        """Global batch of ``step``: ⌈B/L⌉ examples of each label, label-major order."""
+        return [self.by_label[li][j] for li in range(self.L) for j in self.streams[li].batch(step, self.per_label)]
+
+    def _encoded(self, i: int) -> tuple[list[int], list[int]]:
+        if i not in self._ids:
+            self._ids[i] = self.enc.encode(self.train[i])
+        return self._ids[i]
+
+    # ---- the losses ---------------------------------------------------------------------
+    def dawgen_loss(self, nll: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor, y: torch.Tensor,
+                    W: WeightNet | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(L_DawGen, mean_l L_wGen, L_dist or None) from the kept per-token graph."""
+        if W is None:
+            w = mask.to(nll.dtype)
+        else:
+            w = token_weights(W.scores(upcast(hidden.detach())), mask)
+        l_wgen, _ = weighted_lm_loss(nll, w, mask, y, self.L)
+        if W is None or self.cfg.mode != "dawgen":
+            return l_wgen, l_wgen, None
+        l_dist = dist_loss(W.project(pooled(upcast(hidden), mask)), y, self.cfg.dist_margin)
+        return l_wgen + self.cfg.dist_weight * l_dist, l_wgen, l_dist
+
+    def _reduce(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        ws = dist.world_size()
+        if ws == 1:
+            return grads
+        flat = dist.all_reduce_sum(torch.cat([g.reshape(-1) for g in grads])) / ws
+        out, o = [], 0
+        for g in grads:
+            out.append(flat[o:o + g.numel()].view_as(g))
+            o += g.numel()
+        return out
+
+    def forward_own(self, step: int) -> tuple[list[list[int]], list[list[int]], torch.Tensor, Scored]:
+        """This process's rows of ``step`` scored under their own label prompts (graph to Q)."""
+        mine = dist.shard(self.batch_rows(step))
+        ctx = [self._encoded(i)[0] for i in mine]
+        tgt = [self._encoded(i)[1] for i in mine]
+        y = torch.tensor([self.task.label_index(self.train[i]["label"]) for i in mine], device=self.bb.device)
+        return ctx, tgt, y, score_targets(self.bb, ctx, tgt, self.Q[y])
+
+    def lookahead_disc(self, ctx: list[list[int]], tgt: list[list[int]], y: torch.Tensor, s: Scored) -> torch.Tensor:
+        """L_disc(Q'(W)) with Q' = Q − α ∇Q L_DawGen(Q; W): differentiable in W (the meta-objective)."""
+        loss0, _, _ = self.dawgen_loss(-s.token_logp, s.hidden, s.mask, y, self.W)
+        (g,) = torch.autograd.grad(loss0, self.Q, create_graph=True)
+        q_look = self.Q - self.cfg.inner_lr * g
+        # every example under every label's lookahead prompt, one forward of B·L rows (row = i·L + l)
+        B = len(ctx)
+        rows_p = q_look.unsqueeze(0).expand(B, -1, -1, -1).reshape(B * self.L, *q_look.shape[1:])
+        sd = score_targets(self.bb, [c for c in ctx for _ in range(self.L)], [t for t in tgt for _ in range(self.L)],
+                           rows_p)
+        T = sd.token_logp.shape[1]
+        return disc_loss(sd.token_logp.view(B, self.L, T), y, sd.mask.view(B, self.L, T)[:, 0])
+
+    @torch.no_grad()
+    def loss_at(self, step: int) -> float:
+        """L_DawGen(Q; W) on the batch of ``step`` with the current Q and W (for checks)."""
+        ctx, tgt, y, s = self.forward_own(step)
+        return float(self.dawgen_loss(-s.token_logp, s.hidden, s.mask, y, self.W if self.weighted else None)[0])
+
+    def step(self, step: int) -> dict[str, Any]:
+        """One update of Q (and, in weighted modes, W) on the batch of ``step``."""
+        cfg = self.cfg
+        dev = self.bb.device
+        ctx, tgt, y, s = self.forward_own(step)
+        nll, mask = -s.token_logp, s.mask
+        rec: dict[str, Any] = {"step": step + 1}
+        l_disc_val = None
+        if not self.weighted:
+            loss, l_wgen, l_dist = self.dawgen_loss(nll, s.hidden, mask, y, None)
+        else:
+            # (1)+(2) lookahead Q'(W) and the meta-gradient of L_disc(Q'(W)) w.r.t. W
+            l_disc = self.lookahead_disc(ctx, tgt, y, s)
+            gw = torch.autograd.grad(l_disc, list(self.W.parameters()), allow_unused=True, retain_graph=True)
+            gw = [torch.zeros_like(p) if gi is None else gi for gi, p in zip(gw, self.W.parameters())]
+            gw = self._reduce(gw)
+            l_disc_val = float(l_disc.detach())
+            if all(torch.isfinite(gi).all() for gi in gw) and math.isfinite(l_disc_val):
+                for p, gi in zip(self.W.parameters(), gw):
+                    p.grad = gi.detach()
+                self.opt_w.step()
+                self.opt_w.zero_grad(set_to_none=True)
+            # (3) the real Q step on L_DawGen(Q; W_new): new weights, kept graph, no new forward
+            loss, l_wgen, l_dist = self.dawgen_loss(nll, s.hidden, mask, y, self.W)
+        (gq,) = torch.autograd.grad(loss, self.Q)
+        (gq,) = self._reduce([gq])
+        vals = torch.stack([loss.detach(), l_wgen.detach(),
+                            l_dist.detach() if l_dist is not None else torch.zeros((), device=dev)])
+        if dist.world_size() > 1:
+            vals = dist.all_reduce_sum(vals) / dist.world_size()
+        rec.update(L_wGen=float(vals[1]), L_disc=l_disc_val,
+                   L_dist=float(vals[2]) if l_dist is not None else None, L_DawGen=float(vals[0]))
+        bad = [k for k in ("L_wGen", "L_disc", "L_dist", "L_DawGen") if rec[k] is not None and not math.isfinite(rec[k])]
+        if bad or not torch.isfinite(gq).all():
+            term = bad[0] if bad else "gradient of Q"
+            if cfg.skip_nonfinite:
+                rec["skipped"] = f"non-finite {term}"
+                return rec
+            raise fail(f"non-finite {term} at step {step + 1} (use --skip-nonfinite to skip such batches)")
+        self.Q.grad = gq.detach()
+        self.opt_q.step()
+        self.opt_q.zero_grad(set_to_none=True)
+        return rec
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step_no, "Q": self.Q.detach().cpu(), "W": {k: v.cpu() for k, v in self.W.state_dict().items()},
+                "opt_q": self.opt_q.state_dict(), "opt_w": self.opt_w.state_dict(), "config": asdict(self.cfg)}
+
+    def load_state_dict(self, st: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.Q.copy_(st["Q"].to(self.Q.device))
+        self.W.load_state_dict(st["W"])
+        self.opt_q.load_state_dict(st["opt_q"])
+        self.opt_w.load_state_dict(st["opt_w"])
+        self.step_no = int(st["step"])
+
+    def try_resume(self) -> bool:
+        path = None if self.out is None else self.out / "checkpoint.pt"
+        if path is None or not path.is_file():
+            return False
+        try:
+            st = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise fail(f"{path}: unreadable checkpoint ({str(e).splitlines()[0]}); rerun with --restart") from None
+        if st.get("config") != asdict(self.cfg):
+            raise fail(f"{path}: checkpoint was made with another configuration; rerun with --restart "
+                       "or choose another --out")
+        self.load_state_dict(st)
+        return True
+
+    def save_checkpoint(self) -> None:
+        if self.out is not None and dist.is_main():
+            self.out.mkdir(parents=True, exist_ok=True)
+            _atomic_torch_save(self.state_dict(), self.out / "checkpoint.pt")
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def fit(self) -> list[dict[str, Any]]:
+        cfg = self.cfg
+        resumed = self.try_resume()
+        start = self.step_no
+        log_path = None if self.out is None else self.out / "log.jsonl"
+        if log_path is not None and dist.is_main():
+            self.out.mkdir(parents=True, exist_ok=True)
+            kept = []
+            if resumed and log_path.is_file():  # drop lines written after the checkpoint
+                kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
+            log_path.write_text("".join(ln + "\n" for ln in kept))
+        log = open(log_path, "a") if log_path is not None and dist.is_main() else None
+        bar = tqdm(total=cfg.max_steps, initial=start, desc=f"generator {self.task.name} [{cfg.mode}]",
+                   disable=not self.progress or not dist.is_main(), dynamic_ncols=True)
+        history: list[dict[str, Any]] = []
+        try:
+            while self.step_no < cfg.max_steps:
+                rec = self.step(self.step_no)
+                self.step_no += 1
+                history.append(rec)
+                if log is not None:
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                bar.set_postfix({"L_DawGen": f"{rec['L_DawGen']:.3f}"})
+                bar.update(1)
+                if self.step_no % cfg.checkpoint_every == 0 and self.step_no < cfg.max_steps:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        self.resumed_from = start if resumed else 0
+        return history
+
+
+# ---- saving / loading a tuned generator ----------------------------------------------------
+def save_generator(out: Path, task: Task, Q: torch.Tensor, W: WeightNet | None) -> None:
+    from safetensors.torch import save
+
+    from synthpt.data import atomic_write_bytes
+
+    tensors = {f"prompt/{lab}": Q[li].detach().float().cpu().contiguous() for li, lab in enumerate(task.labels)}
+    atomic_write_bytes(out / "prompts.safetensors", save(tensors, metadata={"labels": json.dumps(list(task.labels))}))
+    if W is not None:
+        atomic_write_bytes(out / "weight_net.safetensors",
+                           save({k: v.detach().float().cpu().contiguous() for k, v in W.state_dict().items()}))
+
+
+def load_prompts(gen_dir: str | Path, task: Task) -> torch.Tensor:
+    """(L, n, d) label prompts in the task's label order."""
+    from safetensors.torch import load_file
+
+    path = Path(gen_dir) / "prompts.safetensors"
+    if not path.is_file():
+        raise fail(f"{path}: not found; tune a generator first (synthpt generator tune)")
+    try:
+        t = load_file(str(path))
+    except Exception as e:
+        raise fail(f"{path}: corrupt safetensors file ({str(e).splitlines()[0]})") from None
+    missing = [lab for lab in task.labels if f"prompt/{lab}" not in t]
+    if missing:
+        raise fail(f"{path}: has no prompt for labels {missing}")
+    return torch.stack([t[f"prompt/{lab}"] for lab in task.labels])
+
+
+def run_generator_tuning(task: Task, data: str | Path, model: str | Backbone, out: str | Path, cfg: GeneratorConfig,
+                         restart: bool = False, progress: bool = True, trust_remote_code: bool = False) -> dict:
+    """Tune the label prompts (and weight net) on the split's train set; resumable, idempotent.
+
+    Writes ``prompts.safetensors``, ``weight_net.safetensors`` (weighted modes), ``log.jsonl``
+    and, last, ``generator.json`` (task, model, split dir, config, hash, versions) whose
+    presence marks a finished run: a rerun with the same configuration returns its summary.
+    """
+    from synthpt.data import load_split, write_json
+    from synthpt.models import load_backbone
+    from synthpt.runinfo import config_hash, versions
+
+    cfg.validate()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise fail(f"{out}: output path exists and is a file, not a directory")
+    model_name = model if isinstance(model, str) else model.name_or_path
+    run_cfg = {"task": task.to_dict(), "data": str(Path(data).resolve()), "model": model_name, "generator": asdict(cfg)}
+    key = config_hash(run_cfg)
+    meta_path = out / "generator.json"
+    if restart:
+        for name in ("checkpoint.pt", "generator.json", "log.jsonl", "prompts.safetensors", "weight_net.safetensors"):
+            (out / name).unlink(missing_ok=True)
+    elif meta_path.is_file():
+        done = json.loads(meta_path.read_text())
+        if done.get("config_hash") == key:
+            return done["summary"]
+        if not (out / "checkpoint.pt").exists():
+            raise fail(f"{out}: holds a generator tuned with another configuration; use --restart or another --out")
+    splits = load_split(data, task)
+    bb = model if isinstance(model, Backbone) else load_backbone(model, trust_remote_code=trust_remote_code,
+                                                                   device=dist.device())
+    t0 = time.perf_counter()
+    trainer = GeneratorTrainer(task, bb, cfg, splits["train"], out_dir=out, progress=progress)
+    history = trainer.fit()
+    last = history[-1] if history else {}
+    summary = {"task": task.name, "mode": cfg.mode, "model": model_name, "steps": cfg.max_steps,
+               "n_train": len(splits["train"]), "labels": list(task.labels),
+               "final": {k: last.get(k) for k in ("L_wGen", "L_disc", "L_dist", "L_DawGen")},
+               "trainable_parameters": int(trainer.Q.numel()) + (
+                   sum(p.numel() for p in trainer.W.parameters()) if trainer.weighted else 0),
+               "train_seconds": round(time.perf_counter() - t0, 2), "resumed_from_step": trainer.resumed_from,
+               "out": str(out)}
+    if dist.is_main():
+        save_generator(out, task, trainer.Q, trainer.W if trainer.weighted else None)
+        write_json(meta_path, {"task": task.to_dict(), "model": model_name, "data": run_cfg["data"],
+                               "mode": cfg.mode, "config": asdict(cfg), "config_hash": key,
+                               "versions": versions(), "summary": summary})
+        (out / "checkpoint.pt").unlink(missing_ok=True)
+    dist.barrier()
+    return summary
