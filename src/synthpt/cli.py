@@ -16,7 +16,6 @@ import types
 import typing
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from synthpt.errors import SynthptError, fail

@@ -18,3 +18,9 @@ class SynthptError(Exception):
 def fail(message: str) -> SynthptError:
     """Build the error to raise; ``raise fail(...)`` reads well at call sites."""
     return SynthptError(message)
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__

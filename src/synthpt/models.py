@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from synthpt.errors import fail
+from synthpt.errors import fail, first_line
 
 
 @dataclass(frozen=True)
@@ -226,9 +226,9 @@ def load_backbone(
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except OSError as e:
-        raise fail(f"cannot load model {name!r}: {str(e).splitlines()[0]}") from None
+        raise fail(f"cannot load model {name!r}: {first_line(e)}") from None
     except ValueError as e:
-        raise fail(f"cannot load model {name!r}: {str(e).splitlines()[0]}") from None
+        raise fail(f"cannot load model {name!r}: {first_line(e)}") from None
     is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
     cls = AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
@@ -238,7 +238,7 @@ def load_backbone(
         model = cls.from_pretrained(path, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise fail(f"cannot load model {name!r} from {path}: {str(e).splitlines()[0]}") from None
+        raise fail(f"cannot load model {name!r} from {path}: {first_line(e)}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthpt.errors import fail
+from synthpt.errors import fail, first_line
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ def load_task_spec(path: str | Path) -> Task:
 
             spec = yaml.safe_load(text)
     except Exception as e:  # yaml / json syntax errors carry their own position
-        raise fail(f"{p}: cannot parse task spec: {str(e).splitlines()[0]}") from None
+        raise fail(f"{p}: cannot parse task spec: {first_line(e)}") from None
     if not isinstance(spec, dict):
         raise fail(f"{p}: task spec must be a mapping of keys to values")
     unknown = set(spec) - _SPEC_KEYS

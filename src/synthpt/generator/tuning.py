@@ -39,7 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from synthpt import distributed as dist
-from synthpt.errors import fail
+from synthpt.errors import fail, first_line
 from synthpt.generator.encoding import GenEncoder, Scored, score_targets, upcast
 from synthpt.generator.losses import disc_loss, dist_loss, pooled, token_weights, weighted_lm_loss
 from synthpt.models import Backbone
@@ -296,7 +296,7 @@ class GeneratorTrainer:
         try:
             st = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise fail(f"{path}: unreadable checkpoint ({str(e).splitlines()[0]}); rerun with --restart") from None
+            raise fail(f"{path}: unreadable checkpoint ({first_line(e)}); rerun with --restart") from None
         if st.get("config") != asdict(self.cfg):
             raise fail(f"{path}: checkpoint was made with another configuration; rerun with --restart "
                        "or choose another --out")
@@ -367,7 +367,7 @@ def load_prompts(gen_dir: str | Path, task: Task) -> torch.Tensor:
     try:
         t = load_file(str(path))
     except Exception as e:
-        raise fail(f"{path}: corrupt safetensors file ({str(e).splitlines()[0]})") from None
+        raise fail(f"{path}: corrupt safetensors file ({first_line(e)})") from None
     missing = [lab for lab in task.labels if f"prompt/{lab}" not in t]
     if missing:
         raise fail(f"{path}: has no prompt for labels {missing}")

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from synthpt.data.io import atomic_write_bytes
-from synthpt.errors import fail
+from synthpt.errors import fail, first_line
 from synthpt.models import Backbone
 
 
@@ -85,7 +85,7 @@ def load_peft_prompt(path: str | Path) -> tuple[torch.Tensor, dict]:
     try:
         tensors = load_file(str(weights))
     except Exception as e:  # safetensors raises several error types for torn files
-        raise fail(f"{weights}: corrupt safetensors file ({str(e).splitlines()[0]})") from None
+        raise fail(f"{weights}: corrupt safetensors file ({first_line(e)})") from None
     if "prompt_embeddings" not in tensors:
         raise fail(f"{weights}: has no 'prompt_embeddings' tensor")
     prompt = tensors["prompt_embeddings"][: int(cfg.get("num_virtual_tokens", 0)) or None]

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from synthpt import distributed as dist
-from synthpt.errors import fail
+from synthpt.errors import fail, first_line
 from synthpt.evaluate import evaluate
 from synthpt.models import Backbone
 from synthpt.prompt_tuning.strategies import STRATEGIES, BatchPlan
@@ -251,8 +251,7 @@ class PromptTrainer:
         try:
             st = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            why = (str(e).splitlines() or [type(e).__name__])[0]
-            raise fail(f"{path}: unreadable checkpoint ({why}); rerun with --restart") from None
+            raise fail(f"{path}: unreadable checkpoint ({first_line(e)}); rerun with --restart") from None
         if st.get("config") != asdict(self.cfg):
             raise fail(f"{path}: checkpoint was made with another configuration; rerun with --restart "
                        "or choose another --out")
