@@ -1,0 +1,1 @@
+"""The whole method in one command (``synthpt run``) and experiment grids (``synthpt experiment``)."""

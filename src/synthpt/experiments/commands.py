@@ -1,0 +1,167 @@
+"""``synthpt run``, ``synthpt experiment`` and ``synthpt methods``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any
+
+SECTION_FLAGS = {"generator": "generator", "generation": "generation", "prompt_tuning": "pt"}
+
+
+def _add_section_flags(p: argparse.ArgumentParser) -> None:
+    """``--generator-<field>``, ``--generation-<field>``, ``--pt-<field>`` for every config field."""
+    from synthpt.errors import SynthptError
+    from synthpt.experiments.config import section_class
+
+    for section, prefix in SECTION_FLAGS.items():
+        try:
+            cls = section_class(section)
+        except SynthptError:
+            continue  # the generator stage is not installed; --set generator.KEY=V still works
+        g = p.add_argument_group(f"{section} ({cls.__name__}); also settable as `{section}:` in --config")
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            typ = hints[f.name]
+            if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
+                typ = next(a for a in typing.get_args(typ) if a is not type(None))
+            flag = f"--{prefix}-{f.name.replace('_', '-')}"
+            dest = f"sec__{section}__{f.name}"
+            default = f.default if f.default is not dataclasses.MISSING else "(computed)"
+            if typ is bool:
+                g.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"(default: {default})")
+            elif typ in (int, float, str):
+                g.add_argument(flag, dest=dest, type=typ, default=None, metavar=typ.__name__.upper(),
+                               help=f"(default: {default})")
+
+
+def _apply_flags(st: Any, ns: argparse.Namespace, force: bool = False) -> None:
+    """Section flags and ``--set``; ``force`` (run): they win over the method's own knobs."""
+    for key, value in vars(ns).items():
+        if key.startswith("sec__") and value is not None:
+            _, section, name = key.split("__", 2)
+            st.set(f"{section}.{name}", value, where=f"--{SECTION_FLAGS[section]}-{name.replace('_', '-')}",
+                   force=force)
+    from synthpt.errors import fail
+    from synthpt.experiments.config import parse_value
+
+    for item in ns.set or []:
+        if "=" not in item:
+            raise fail(f"--set {item}: expected KEY=VALUE, e.g. prompt_tuning.lr=0.1")
+        key, value = item.split("=", 1)
+        st.set(key.strip(), parse_value(value), where=f"--set {key.strip()}", force=force)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set prompt_tuning.lr=0.1 --set max_eval=200 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def cmd_run(ns: argparse.Namespace) -> None:
+    from synthpt.cli import task_from_args
+    from synthpt.experiments.config import load_settings, run_defaults
+    from synthpt.experiments.pipeline import run_pipeline
+
+    task = task_from_args(ns)
+    st = load_settings(ns.config, base=run_defaults())
+    for key in ("model", "k", "max_eval"):
+        if getattr(ns, key) is not None:
+            st.set(key, getattr(ns, key), where=f"--{key.replace('_', '-')}")
+    if ns.generator is not None:
+        st.set("generator_model", ns.generator, where="--generator")
+    _apply_flags(st, ns, force=True)
+    data_dir = ns.data_dir or st.data_dir or "../shared/data"
+    r = run_pipeline(task, ns.seed, data_dir, ns.out, st, method=ns.method, progress=not ns.quiet)
+    test = r.get("test") or {}
+    line = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "n")
+    ran = [s["stage"] for s in r["stages"] if s["status"] == "ran"]
+    print(f"{task.name} seed {ns.seed} [{r['display']}] test ({test.get('n')} rows): {line}; conflict rate "
+          f"{(r.get('conflict_rate') or 0):.2f}; {r['seconds_this_invocation']:.1f} s "
+          f"({'ran: ' + ', '.join(ran) if ran else 'all stages cached'})")
+    print(f"wrote {ns.out}/metrics.json, {ns.out}/report.md; soft prompt in {r['prompt_adapter']}")
+
+
+def _csv(text: str | None, cast: Any = str) -> list[Any] | None:
+    if not text:
+        return None
+    from synthpt.errors import fail
+
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            out.append(cast(part))
+        except ValueError:
+            raise fail(f"{part!r}: expected a comma-separated list of {cast.__name__}") from None
+    return out
+
+
+def cmd_experiment(ns: argparse.Namespace) -> None:
+    from synthpt.experiments.config import load_settings
+    from synthpt.experiments.grid import run_experiment
+
+    st = load_settings(ns.config)
+    _apply_flags(st, ns)
+    data_dir = ns.data_dir or st.data_dir or "../shared/data"
+    res = run_experiment(st, data_dir, ns.out, tasks=_csv(ns.tasks), seeds=_csv(ns.seeds, int),
+                         methods=_csv(ns.methods), progress=not ns.quiet)
+    print(f"{res['cells']} cells in {res['seconds']:.1f} s; wrote " + ", ".join(f"{ns.out}/{f}" for f in res["files"]))
+    from pathlib import Path
+
+    print((Path(ns.out) / "table.md").read_text())
+
+
+def cmd_methods(ns: argparse.Namespace) -> None:
+    from synthpt.methods import list_methods
+
+    for m in list_methods():
+        print(f"{m.name:22s} {m.display:30s} {m.description}")
+
+
+def register(sub: Any) -> None:
+    from synthpt.cli import add_task_args
+
+    p = sub.add_parser("run", help="the whole method: generator tuning, generation, prompt tuning, evaluation",
+                       description="Few-shot data to a deployable soft prompt: sample the K-shot split, tune the "
+                       "generator (Step 1), generate and filter synthetic data (Step 2), prompt-tune with paired "
+                       "batches and gradient surgery (Step 3) and evaluate.  Every stage is cached by its config: "
+                       "rerunning the same command redoes nothing, a changed knob reruns that stage and the later "
+                       "ones.  Precedence: built-in run defaults < --config < flags.",
+                       epilog="Outputs: split/, generator/, synthetic.jsonl, prompt/ (PEFT adapter), metrics.json, "
+                       "report.md.")
+    add_task_args(p)
+    p.add_argument("--seed", type=int, default=42, help="seed of the split and of every stage (default 42)")
+    p.add_argument("--data-dir", help="benchmark folder (default: config data_dir or ../shared/data)")
+    p.add_argument("--model", help="backbone to prompt-tune (default tiny-t5)")
+    p.add_argument("--generator", help="generator LM of Steps 1-2 (default tiny-gpt2)")
+    p.add_argument("--k", type=int, help="shots per class (default 16)")
+    p.add_argument("--max-eval", type=int, help="evaluate on a fixed subset of at most N test rows (run default 500)")
+    p.add_argument("--method", help="method from `synthpt methods` (default: config `method:` or ours)")
+    p.add_argument("--config", help="YAML with model, generator_model, k, max_eval, generator:, generation:, "
+                   "prompt_tuning: sections")
+    p.add_argument("--out", required=True, help="output folder")
+    _common(p)
+    _add_section_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("experiment", help="a grid of tasks x seeds x methods, paper-style tables and plots",
+                       description="Run every (task, seed, method) cell of a config, caching every stage and cell; "
+                       "rerun to resume.  Writes table.md/.csv/.tex (methods as rows, tasks as columns, mean ± std "
+                       "over seeds ×100, AVG), one table per `tables:` entry, and methods.png / conflicts.png.")
+    p.add_argument("--config", required=True, help="experiment YAML (see configs/smoke.yaml)")
+    p.add_argument("--data-dir", help="benchmark folder (default: config data_dir or ../shared/data)")
+    p.add_argument("--out", required=True, help="output folder (its cache makes reruns resume)")
+    p.add_argument("--tasks", help="only these tasks of the config, e.g. rte,mrpc")
+    p.add_argument("--seeds", help="only these seeds of the config, e.g. 13,42")
+    p.add_argument("--methods", help="only these method rows of the config")
+    _common(p)
+    p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("methods", help="list the registered methods", description="Methods for run / experiment.")
+    p.set_defaults(func=cmd_methods)

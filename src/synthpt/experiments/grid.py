@@ -1,0 +1,159 @@
+"""``synthpt experiment``: a grid of tasks × seeds × methods with caching and resume.
+
+Layout of ``out/``::
+
+    cache/split|generator|synthetic|prompt/<name>-<hash>/   content-addressed stages, shared by
+                                                            every cell and method with that config
+    cells/<task>/<method>/seed-<seed>.json                  one finished cell (metrics + provenance)
+    table.md, table.csv, table.tex                          every method row (config order)
+    table-<name>.md/.csv/.tex                               each entry of `tables:`
+    methods.png, conflicts.png                              plots
+    experiment.json                                         the resolved grid
+
+A cell is skipped when its JSON exists with the same key (method, knobs, task, seed,
+models); a cell killed midway resumes from its stages' checkpoints.  Cells run in order
+(tasks, then seeds, then methods), so a killed grid rerun with the same command completes
+and yields the same tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from synthpt.data import atomic_write_text, write_json
+from synthpt.errors import fail
+from synthpt.experiments import tables as tb
+from synthpt.experiments.config import SECTIONS, Row, Settings
+from synthpt.experiments.pipeline import make_context, stage_summary
+from synthpt.runinfo import config_hash, versions
+
+CELL_RUNS: list[tuple[str, int, str]] = []  # cells computed in this process (tests read it)
+
+
+def slug(name: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9._@-]+", "_", name).strip("_") or "x"
+    return s if s == name else f"{s}-{config_hash({'n': name}, 6)}"
+
+
+def narrow(values: list[Any], wanted: list[Any] | None, what: str) -> list[Any]:
+    if not wanted:
+        return values
+    unknown = [w for w in wanted if w not in values]
+    if unknown and values:
+        raise fail(f"--{what} {','.join(map(str, unknown))}: not in the config's {what} "
+                   f"({', '.join(map(str, values))})")
+    return [w for w in wanted if w in values] if values else list(wanted)
+
+
+def cell_key(row: Row, method: Any, st: Settings, task: Any, seed: int) -> dict[str, Any]:
+    return {"row": row.name, "method": method.fingerprint(), "model": row.model or st.model,
+            "generator_model": row.generator_model or st.generator_model, "k": st.k, "max_eval": st.max_eval,
+            "sections": {s: {**st.sections[s], **row.sections.get(s, {})} for s in SECTIONS},
+            "options": {**st.options, **row.options}, "task": task.to_dict(), "seed": seed}
+
+
+def run_cell(st: Settings, row: Row, task: Any, seed: int, data_dir: str | Path | None, out: Path,
+             progress: bool = True) -> dict[str, Any]:
+    from synthpt.methods import get_method
+
+    method = get_method(row.method)
+    path = out / "cells" / slug(task.name) / slug(row.name) / f"seed-{seed}.json"
+    key_cfg = cell_key(row, method, st, task, seed)
+    key = config_hash(key_cfg)
+    if path.is_file():
+        try:
+            rec = json.loads(path.read_text())
+            if rec.get("key") == key:
+                return rec
+        except ValueError:
+            pass
+    CELL_RUNS.append((task.name, seed, row.name))
+    ctx = make_context(st, row, task, seed, data_dir, out / "cache", layout="cache", progress=progress)
+    t0 = time.perf_counter()
+    metrics = method.run(ctx)
+    params = metrics.get("trainable_parameters")
+    if params is None:
+        params = method.trainable_parameters(ctx)
+    runs = [{**r, "dir": os.path.relpath(r["dir"], out)} for r in ctx.runs]  # relative: the folder can move
+    rec = {"task": task.name, "seed": seed, "method": row.name, "registry_method": method.name,
+           "display": row.display or method.display, "key": key, "metrics": metrics,
+           "trainable_parameters": params, "runs": runs, "stages": stage_summary(ctx),
+           "seconds": round(time.perf_counter() - t0, 2)}
+    write_json(path, rec)
+    return rec
+
+
+def run_experiment(st: Settings, data_dir: str | Path | None, out: str | Path, tasks: list[str] | None = None,
+                   seeds: list[int] | None = None, methods: list[str] | None = None,
+                   progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the grid, then write tables and plots.  Returns a summary dict."""
+    from synthpt.tasks import resolve_task
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise fail(f"{out}: exists and is a file; give a folder for the experiment")
+    out.mkdir(parents=True, exist_ok=True)
+    if not st.rows:
+        raise fail(f"{st.source}: no `methods:` to run")
+    task_names = narrow(st.tasks, tasks, "tasks")
+    seed_list = narrow(st.seeds, seeds, "seeds")
+    if not task_names:
+        raise fail(f"{st.source}: no tasks (set `tasks:` or --tasks)")
+    if not seed_list:
+        raise fail(f"{st.source}: no seeds (set `seeds:` or --seeds)")
+    rows = st.rows
+    if methods:
+        by = {r.name: r for r in rows}
+        unknown = [m for m in methods if m not in by]
+        if unknown:
+            raise fail(f"--methods {','.join(unknown)}: not rows of the config ({', '.join(by)})")
+        rows = [r for r in rows if r.name in methods]
+    task_objs = [resolve_task(spec=t) if t.endswith((".yaml", ".yml", ".json")) else resolve_task(t)
+                 for t in task_names]
+    write_json(out / "experiment.json", {
+        "config": st.source, "name": st.name, "tasks": [t.name for t in task_objs], "seeds": seed_list,
+        "methods": [r.name for r in rows], "model": st.model, "generator_model": st.generator_model, "k": st.k,
+        "max_eval": st.max_eval, "sections": st.sections, "versions": versions()})
+    cells = [(t, s, r) for t in task_objs for s in seed_list for r in rows]
+    records = []
+    t0 = time.perf_counter()
+    bar = tqdm(cells, desc="grid", unit="cell", disable=not progress, dynamic_ncols=True, position=0)
+    for t, s, r in bar:
+        bar.set_postfix_str(f"{t.name} seed {s} {r.name}")
+        records.append(run_cell(st, r, t, s, data_dir, out, progress=progress))
+    bar.close()
+    written = write_outputs(st, records, [t.name for t in task_objs], rows, out)
+    return {"cells": len(cells), "seconds": round(time.perf_counter() - t0, 2), "files": written,
+            "records": records}
+
+
+def write_outputs(st: Settings, records: list[dict[str, Any]], tasks: list[str], rows: list[Row],
+                  out: Path) -> list[str]:
+    from synthpt.methods import get_method
+
+    displays = {r.name: r.display or get_method(r.method).display for r in rows}
+    specs = [("table", st.name or "All methods", [r.name for r in rows])]
+    specs += [(f"table-{t.name}", t.title, [m for m in t.methods if m in displays]) for t in st.tables]
+    written = []
+    for stem, title, names in specs:
+        table = tb.build_table(records, [(n, displays[n]) for n in names], tasks)
+        atomic_write_text(out / f"{stem}.md", tb.to_markdown(table, title) + "\n" + tb.caption(table) + "\n")
+        atomic_write_text(out / f"{stem}.csv", tb.to_csv(table))
+        atomic_write_text(out / f"{stem}.tex", tb.to_latex(table, f"{title}. {tb.caption(table)}"))
+        written += [f"{stem}.md", f"{stem}.csv", f"{stem}.tex"]
+    if st.plots:
+        from synthpt.experiments.plots import plot_conflicts, plot_methods
+
+        table = tb.build_table(records, [(r.name, displays[r.name]) for r in rows], tasks)
+        if plot_methods(table, out / "methods.png"):
+            written.append("methods.png")
+        if plot_conflicts(records, tasks, out / "conflicts.png", base=out):
+            written.append("conflicts.png")
+    return written

@@ -1,0 +1,144 @@
+"""PNG plots of an experiment (matplotlib, Agg backend, no display needed).
+
+- ``methods.png``: test accuracy per task (and AVG) with error bars (std over seeds), one
+  bar per method, grouped by task.
+- ``conflicts.png``: the gradient-conflict rate over training of the paired runs, with or
+  without surgery (a conflict is a step whose logged ``cos(δ_real, δ_syn)`` is negative), as
+  a moving average over steps, mean over seeds, one panel per task and one line per method.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from synthpt.experiments.tables import Table, task_display
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_methods(table: Table, path: Path, title: str = "") -> Path | None:
+    rows = [r for r in table.rows if r.cells]
+    if not rows:
+        return None
+    plt = _plt()
+    groups = [*table.tasks, "AVG"]
+    n = len(rows)
+    width = 0.8 / n
+    fig_w = max(7.0, 0.9 + len(groups) * (0.35 * n + 0.5))
+    fig, ax = plt.subplots(figsize=(fig_w, 4.8))
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    for i, r in enumerate(rows):
+        means, errs = [], []
+        for t in table.tasks:
+            s = r.stat(t)
+            means.append(s[0] * 100 if s else float("nan"))
+            errs.append(s[1] * 100 if s else 0.0)
+        avg = r.avg(table.tasks)
+        means.append(avg * 100 if avg is not None else float("nan"))
+        errs.append(0.0)
+        xs = [g + (i - (n - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, means, width * 0.95, yerr=errs, capsize=3, label=r.display, color=cmap(i % cmap.N),
+               error_kw={"elinewidth": 1})
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([task_display(g) if g != "AVG" else "AVG" for g in groups], fontsize=11)
+    ax.set_ylabel("test accuracy (%)", fontsize=11)
+    seeds = ", ".join(map(str, table.seeds))
+    ax.set_title(title or f"Methods per task (mean ± std over seeds {seeds})", fontsize=12)
+    vals = [r.stat(t) for r in rows for t in table.tasks if r.stat(t)]
+    lo = min(s[0] - s[1] for s in vals) * 100 if vals else 0
+    hi = max(s[0] + s[1] for s in vals) * 100 if vals else 100
+    ax.set_ylim(max(0.0, lo - 10), min(100.0, hi + 5))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def conflict_curves(records: list[dict[str, Any]], base: Path | None = None) -> dict[tuple[str, str], list[list[bool]]]:
+    """(task, method display) -> per-seed lists of per-step conflict flags from log.jsonl."""
+    out: dict[tuple[str, str], list[list[bool]]] = {}
+    for rec in records:
+        for run in rec.get("runs", []):
+            if run.get("strategy") != "paired":
+                continue
+            log = (Path(base) / run["dir"] if base else Path(run["dir"])) / "log.jsonl"
+            if not log.is_file():
+                continue
+            flags = []
+            for line in log.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    if row.get("cosine") is not None:  # also for paired runs without surgery
+                        flags.append(float(row["cosine"]) < 0)
+                    elif "conflict" in row:
+                        flags.append(bool(row["conflict"]))
+            if flags:
+                out.setdefault((rec["task"], rec["display"]), []).append(flags)
+    return out
+
+
+def moving_average(flags: list[bool], window: int) -> list[float]:
+    out, acc = [], 0.0
+    for i, f in enumerate(flags):
+        acc += float(f)
+        if i >= window:
+            acc -= float(flags[i - window])
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def plot_conflicts(records: list[dict[str, Any]], tasks: list[str], path: Path, base: Path | None = None) -> Path | None:
+    curves = conflict_curves(records, base)
+    if not curves:
+        return None
+    plt = _plt()
+    tasks = [t for t in tasks if any(k[0] == t for k in curves)]
+    ncol = min(3, len(tasks))
+    nrow = (len(tasks) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(max(7.0, 4.6 * ncol), 3.6 * nrow + 0.8), squeeze=False, sharey=True)
+    methods = sorted({k[1] for k in curves})
+    cmap = plt.get_cmap("tab10")
+    window_note = ""
+    for idx, t in enumerate(tasks):
+        ax = axes[idx // ncol][idx % ncol]
+        for j, m in enumerate(methods):
+            runs = curves.get((t, m))
+            if not runs:
+                continue
+            steps = min(len(r) for r in runs)
+            window = min(steps, max(3, steps // 10))
+            window_note = f"moving average over {window} step{'s' * (window > 1)}" if idx == 0 else window_note
+            smoothed = [moving_average(r[:steps], window) for r in runs]
+            mean = [sum(col) / len(col) for col in zip(*smoothed)]
+            ax.plot(range(1, steps + 1), mean, label=m, color=cmap(j % 10), linewidth=1.8)
+        ax.set_title(task_display(t), fontsize=12)
+        ax.set_xlabel("training step")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        if idx % ncol == 0:
+            ax.set_ylabel("conflict rate")
+    for idx in range(len(tasks), nrow * ncol):
+        axes[idx // ncol][idx % ncol].axis("off")
+    fig.suptitle("Gradient-conflict rate over training\n(share of paired steps with cos(δ_real, δ_syn) < 0"
+                 + (f"; {window_note}, mean over seeds)" if window_note else ")"), fontsize=11)
+    legend: dict[str, Any] = {}
+    for row in axes:
+        for ax in row:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                legend.setdefault(lab, h)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(4, len(legend)), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

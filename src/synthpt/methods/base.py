@@ -1,0 +1,258 @@
+"""What a method sees (:class:`Context`) and what it is (:class:`Method`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthpt.errors import fail
+from synthpt.experiments.stages import StageResult, run_stage
+from synthpt.tasks import Task
+
+
+def generator_api() -> Any:
+    """The generator stage (Steps 1-2), imported on first use."""
+    import importlib
+
+    try:
+        gen = importlib.import_module("synthpt.generator")
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("synthpt.generator"):
+            raise fail("this method needs the generator stage (synthpt.generator), which is not installed") from None
+        raise
+    return gen
+
+
+def _with(cfg: Any, **values: Any) -> Any:
+    names = {f.name for f in dataclasses.fields(cfg)}
+    return dataclasses.replace(cfg, **{k: v for k, v in values.items() if k in names})
+
+
+def file_fingerprint(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Context:
+    """Everything a method needs for one (task, seed) cell, plus shared, cached stages.
+
+    ``layout`` is ``"cache"`` in experiments (stages live under ``cache_dir/<kind>/<name>-<hash>``
+    and are shared by every method and cell with the same config) or ``"run"`` for
+    ``synthpt run`` (fixed names in the output folder: ``split/``, ``generator/``,
+    ``synthetic.jsonl``, ``prompt/``).
+    """
+
+    task: Task
+    seed: int
+    k: int
+    data_dir: Path | None
+    model: str  # backbone
+    generator_model: str
+    cache_dir: Path
+    generator: dict[str, Any] = field(default_factory=dict)  # GeneratorConfig values
+    generation: dict[str, Any] = field(default_factory=dict)  # GenerationConfig values
+    prompt_tuning: dict[str, Any] = field(default_factory=dict)  # PromptTuningConfig values
+    forced: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-row overrides, applied last
+    options: dict[str, Any] = field(default_factory=dict)  # method-specific knobs
+    max_eval: int | None = None
+    layout: str = "cache"
+    progress: bool = True
+    stages: list[StageResult] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # prompt-tuning runs of this cell
+    _split: StageResult | None = None
+
+    # ---- layout ---------------------------------------------------------------------------
+    def _paths(self, kind: str, slug: str, key_cfg: dict[str, Any], run_target: str) -> tuple[Path, Path]:
+        if self.layout == "run":
+            return self.cache_dir / run_target, self.cache_dir / ".stages" / f"{kind}.json"
+        from synthpt.runinfo import config_hash
+
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", slug)
+        base = self.cache_dir / kind / f"{slug}-{config_hash(key_cfg)}"
+        return base, base / "stage.json"
+
+    def _stage(self, kind: str, slug: str, key_cfg: dict[str, Any], run_target: str, fn: Any,
+               file_target: str | None = None, extra: tuple[str, ...] = ()) -> StageResult:
+        base, marker = self._paths(kind, slug, key_cfg, run_target)
+        target = base / file_target if (file_target and self.layout == "cache") else base
+        res = run_stage(kind, target, marker, key_cfg, lambda restart: fn(target, restart),
+                        extra_paths=tuple(Path(str(target) + e) for e in extra))
+        self.stages.append(res)
+        return res
+
+    # ---- stage: the few-shot split ------------------------------------------------------
+    @property
+    def split(self) -> StageResult:
+        if self._split is None:
+            from synthpt.data import make_split
+
+            key_cfg = {"task": self.task.to_dict(), "files": dict(self.task.files), "k": self.k, "seed": self.seed,
+                       "data_dir": str(Path(self.data_dir).resolve()) if self.data_dir else None}
+
+            def build(target: Path, restart: bool) -> dict[str, Any]:
+                meta = make_split(self.task, self.k, self.seed, self.data_dir, target)
+                files = [target / n for n in ("train.jsonl", "dev.jsonl", "test.jsonl")]
+                return {"fingerprint": file_fingerprint(files), "counts": meta.get("counts"),
+                        "source": meta.get("source")}
+
+            self._split = self._stage("split", f"{self.task.name}-k{self.k}-s{self.seed}", key_cfg, "split", build)
+        return self._split
+
+    @property
+    def split_dir(self) -> Path:
+        return self.split.target
+
+    # ---- configs ----------------------------------------------------------------------------
+    def generator_config(self, mode: str, **overrides: Any) -> Any:
+        gen = generator_api()
+        cfg = gen.GeneratorConfig(**self.generator)
+        return _with(cfg, **{"mode": mode, "seed": self.seed, **overrides, **self.forced.get("generator", {})})
+
+    def generation_config(self, **overrides: Any) -> Any:
+        gen = generator_api()
+        cfg = gen.GenerationConfig(**self.generation)
+        return _with(cfg, **{"seed": self.seed, **overrides, **self.forced.get("generation", {})})
+
+    def prompt_tuning_config(self, **overrides: Any) -> Any:
+        from synthpt.prompt_tuning.trainer import PromptTuningConfig
+
+        cfg = PromptTuningConfig(**self.prompt_tuning)
+        return _with(cfg, **{"seed": self.seed, **overrides, **self.forced.get("prompt_tuning", {})})
+
+    # ---- stages 1-2: generator tuning and generation (shared across methods) -------------
+    def generator_dir(self, mode: str, **overrides: Any) -> StageResult:
+        gen = generator_api()
+        cfg = self.generator_config(mode, **overrides)
+        key_cfg = {"split": self.split.result["fingerprint"], "task": self.task.to_dict(),
+                   "generator_model": self.generator_model, "config": dataclasses.asdict(cfg)}
+
+        def build(target: Path, restart: bool) -> dict[str, Any]:
+            return gen.run_generator_tuning(self.task, str(self.split_dir), self.generator_model, str(target), cfg,
+                                            restart=restart, progress=self.progress)
+
+        return self._stage("generator", f"{self.task.name}-{mode}-s{self.seed}", key_cfg, "generator", build)
+
+    def synthetic(self, mode: str, generator: dict[str, Any] | None = None,
+                  generation: dict[str, Any] | None = None) -> Path:
+        """Tune the ``mode`` generator (``dawgen`` / ``fewgen`` / ``plain``) and generate: the JSONL path."""
+        gen = generator_api()
+        g = self.generator_dir(mode, **(generator or {}))
+        cfg = self.generation_config(**(generation or {}))
+        key_cfg = {"generator": g.key, "config": dataclasses.asdict(cfg)}
+
+        def build(target: Path, restart: bool) -> dict[str, Any]:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return gen.run_generation(str(g.target), str(target), cfg, data=str(self.split_dir), restart=restart,
+                                      progress=self.progress)
+
+        res = self._stage("synthetic", f"{self.task.name}-{mode}-s{self.seed}", key_cfg, "synthetic.jsonl", build,
+                          file_target="synthetic.jsonl", extra=(".report.json",))
+        return res.target
+
+    # ---- stage 3: prompt tuning -----------------------------------------------------------
+    def prompt_tune(self, cfg: Any, synthetic: str | Path | None = None, init_prompt: str | Path | None = None,
+                    tag: str | None = None) -> dict[str, Any]:
+        """Prompt-tune (cached by config); returns the metrics of ``run_prompt_tuning``."""
+        from synthpt.prompt_tuning.recipe import run_prompt_tuning
+
+        syn_fp = None
+        if synthetic is not None:
+            syn = Path(synthetic)
+            if not syn.is_file():
+                raise fail(f"{syn}: synthetic data file not found")
+            syn_fp = file_fingerprint([syn])
+        init_fp = None
+        if init_prompt is not None:
+            init_fp = file_fingerprint(sorted(Path(init_prompt).glob("adapter_*")))
+        key_cfg = {"split": self.split.result["fingerprint"], "task": self.task.to_dict(), "model": self.model,
+                   "config": dataclasses.asdict(cfg), "synthetic": syn_fp, "init_prompt": init_fp,
+                   "max_eval": self.max_eval}
+
+        def build(target: Path, restart: bool) -> dict[str, Any]:
+            return run_prompt_tuning(self.task, self.split_dir, self.model, target, cfg,
+                                     synthetic=str(synthetic) if synthetic else None, init_prompt=init_prompt,
+                                     max_eval=self.max_eval, restart=restart, progress=self.progress)
+
+        slug = f"{self.task.name}-{tag or cfg.strategy}{'-gs' if cfg.gradient_surgery else ''}-s{self.seed}"
+        res = self._stage("prompt", slug, key_cfg, "prompt", build)
+        self.runs.append({"dir": str(res.target), "strategy": cfg.strategy,
+                          "gradient_surgery": cfg.gradient_surgery, "synthetic": str(synthetic) if synthetic else None})
+        return res.result
+
+
+@dataclass
+class Method:
+    """A row of the paper's tables.  Subclass and override :meth:`run` for new kinds of methods."""
+
+    name: str
+    display: str
+    description: str = ""
+
+    def run(self, ctx: Context) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def trainable_parameters(self, ctx: Context) -> int | None:
+        """How many weights the method trains (None: unknown until it runs; metrics may say)."""
+        return None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this method's behaviour in cache keys (its dataclass fields)."""
+        return {"class": type(self).__name__, **dataclasses.asdict(self)}
+
+
+def hidden_size(model: str) -> int:
+    from transformers import AutoConfig
+
+    from synthpt.models import resolve_model
+
+    cfg = AutoConfig.from_pretrained(resolve_model(model))
+    for key in ("d_model", "hidden_size", "n_embd"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int):
+            return v
+    raise fail(f"cannot tell the hidden size of {model}")
+
+
+@dataclass
+class PromptTuningMethod(Method):
+    """Soft prompt tuning with a data strategy and, optionally, synthetic data.
+
+    ``synthetic``: ``None`` (real only), a generator mode (``dawgen`` / ``fewgen`` / ``plain``:
+    tuned and generated by the pipeline, cached) or ``published`` (FewGen's released set
+    ``<data_dir>/fewgen-synthetic/<TASK>/gen-train.json``).
+    """
+
+    strategy: str = "real"
+    gradient_surgery: bool = False
+    synthetic: str | None = None
+    prompt_tuning: dict[str, Any] = field(default_factory=dict)  # the method's own PT knobs
+
+    def synthetic_path(self, ctx: Context) -> Path | None:
+        if self.synthetic is None:
+            return None
+        if self.synthetic == "published":
+            if ctx.data_dir is None:
+                raise fail(f"{self.name}: needs --data-dir (FewGen's published synthetic sets live there)")
+            p = Path(ctx.data_dir) / "fewgen-synthetic" / ctx.task.name.upper() / "gen-train.json"
+            if not p.is_file():
+                raise fail(f"{p}: FewGen's published synthetic set for {ctx.task.name} not found")
+            return p
+        return ctx.synthetic(self.synthetic)
+
+    def run(self, ctx: Context) -> dict[str, Any]:
+        syn = self.synthetic_path(ctx)
+        cfg = ctx.prompt_tuning_config(strategy=self.strategy, gradient_surgery=self.gradient_surgery,
+                                       **self.prompt_tuning)
+        return ctx.prompt_tune(cfg, syn)
+
+    def trainable_parameters(self, ctx: Context) -> int | None:
+        cfg = ctx.prompt_tuning_config(**self.prompt_tuning)
+        return cfg.prompt_length * hidden_size(ctx.model)

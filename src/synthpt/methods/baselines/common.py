@@ -1,0 +1,168 @@
+"""Helpers the baselines share: the split and test subset, backbones, options, cached source stages.
+
+Every baseline evaluates on exactly what prompt tuning evaluates on: the cell's few-shot
+split (``ctx.split_dir``) and the fixed test subset ``eval_subset(test, ctx.max_eval)``,
+with the task's template and verbalizer scored by :func:`synthpt.evaluate.evaluate`.
+
+Source-side work (SPoT's source prompt, PPT's pre-trained prompt, OPTIMA's adapted prompt)
+is a *source stage*: content-addressed under ``<cache_dir>/source/<slug>-<hash>/`` (its key
+holds the backbone, the prompt length, the source data and the training knobs, but never
+the target's seed), so every target task and seed with the same key reuses it.  Its cost
+(seconds when it ran) is reported in the cell's metrics and in the cell's stage list.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthpt.errors import fail
+from synthpt.methods.base import Context
+
+_FROZEN: dict[str, Any] = {}  # model name -> frozen Backbone, shared by the scoring-only methods
+
+
+def option(ctx: Context, key: str, default: Any) -> Any:
+    """``ctx.options[key]`` or the default (``None`` in a config means: the default)."""
+    v = ctx.options.get(key)
+    return default if v is None else v
+
+
+def frozen_backbone(name: str) -> Any:
+    """The frozen backbone (loaded once per process; never trained by any baseline)."""
+    if name not in _FROZEN:
+        from synthpt import distributed as dist
+        from synthpt.models import load_backbone
+
+        _FROZEN.clear()  # one backbone in memory at a time
+        _FROZEN[name] = load_backbone(name, device=dist.device())
+    return _FROZEN[name]
+
+
+def splits(ctx: Context) -> dict[str, list[dict[str, Any]]]:
+    """train / dev / test of the cell, with test cut to the shared ``max_eval`` subset."""
+    from synthpt.data import load_split
+    from synthpt.prompt_tuning.recipe import eval_subset
+
+    parts = load_split(ctx.split_dir, ctx.task)
+    parts["test"] = eval_subset(parts["test"], ctx.max_eval)
+    return parts
+
+
+def count_trainable(module: torch.nn.Module) -> int:
+    """Trainable weights, each shared tensor (tied embeddings) counted once."""
+    seen: set[int] = set()
+    n = 0
+    for p in module.parameters():
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            n += p.numel()
+    return n
+
+
+
+
+
+
+# ---------------------------------------------------------------------------- source tasks
+
+# Source task per target (SPoT / OPTIMA); ``options.source_task`` overrides.  The issue's
+# pairs: MNLI -> SNLI, RTE, SICK; QQP -> MRPC; (QNLI -> RTE is the alternative for RTE).  Targets
+# without a stated source take the closest large pool: MNLI for QNLI and QQP, SNLI for MNLI.
+DEFAULT_SOURCE: dict[str, str] = {"rte": "mnli", "snli": "mnli", "sick": "mnli", "mrpc": "qqp",
+                                  "qnli": "mnli", "mnli": "snli", "qqp": "mnli"}
+
+
+def source_task_for(ctx: Context) -> Any:
+    from synthpt.tasks import get_task
+
+    name = ctx.options.get("source_task") or DEFAULT_SOURCE.get(ctx.task.name)
+    if not name:
+        raise fail(f"task {ctx.task.name!r} has no default source task; set options.source_task "
+                   f"(one of {', '.join(sorted(set(DEFAULT_SOURCE.values())))})")
+    src = get_task(name)
+    if src.name == ctx.task.name:
+        raise fail(f"options.source_task {name!r} is the target task itself")
+    return src
+
+
+def source_rows(task: Any, ctx: Context, limit: int, seed: int) -> list[dict[str, Any]]:
+    """At most ``limit`` labelled rows of ``task``'s full training pool (seeded, balanced)."""
+    from synthpt.data import load_official
+    from synthpt.prompt_tuning.recipe import balanced_subset
+
+    if ctx.data_dir is None:
+        raise fail(f"the source task {task.name} needs --data-dir (its training pool lives there)")
+    rows = load_official(task, "train", ctx.data_dir)
+    return balanced_subset(rows, task, limit, seed)
+
+
+def data_dir_key(ctx: Context) -> str | None:
+    return str(Path(ctx.data_dir).resolve()) if ctx.data_dir else None
+
+
+def source_stage(ctx: Context, kind: str, slug: str, key_cfg: dict[str, Any], build: Any) -> Any:
+    """Run (or read back) a cached source stage; ``build(target: Path, restart: bool) -> dict``.
+
+    The target folder holds a PEFT prompt adapter (``adapter_config.json`` +
+    ``adapter_model.safetensors``) that target prompt tuning starts from."""
+    from synthpt.experiments.stages import run_stage
+    from synthpt.runinfo import config_hash
+
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", slug)
+    base = Path(ctx.cache_dir) / "source" / f"{slug}-{config_hash({'kind': kind, **key_cfg})}"
+    res = run_stage(kind, base, base / "stage.json", {"kind": kind, **key_cfg}, lambda restart: build(base, restart))
+    if not (base / "adapter_model.safetensors").is_file():
+        raise fail(f"{base}: source stage {kind} finished without a prompt adapter")
+    ctx.stages.append(res)
+    return res
+
+
+def source_cost(res: Any) -> dict[str, Any]:
+    return {"stage": res.name, "dir": str(res.target), "seconds": res.seconds, "cached": not res.ran,
+            **{k: v for k, v in res.result.items() if k in ("steps", "n_examples", "source_task", "final_loss")}}
+
+
+def source_pt_config(ctx: Context, steps: int, seed: int) -> Any:
+    """The cell's prompt-tuning config (same prompt length, lr, batch size, max length) with
+    the source stage's step budget and seed; no dev selection (the last prompt is kept)."""
+    import dataclasses
+
+    cfg = ctx.prompt_tuning_config(strategy="real", gradient_surgery=False)
+    return dataclasses.replace(cfg, max_steps=steps, eval_every=steps, checkpoint_every=max(1, min(steps, 100)),
+                               seed=seed, warmup_steps=0)
+
+
+def pt_key(cfg: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(cfg)
+
+
+def train_source_prompt(ctx: Context, task: Any, rows: list[dict[str, Any]], cfg: Any, target: Path) -> dict[str, Any]:
+    """Plain prompt tuning of a fresh prompt on ``rows`` of ``task`` (template + verbalizer of
+    ``task``), resumable from ``target/checkpoint.pt``; writes the adapter into ``target``."""
+    from synthpt import distributed as dist
+    from synthpt.prompt_tuning.soft_prompt import save_peft_prompt
+    from synthpt.prompt_tuning.trainer import PromptTrainer
+
+    bb = frozen_backbone(ctx.model)
+    target.mkdir(parents=True, exist_ok=True)
+    trainer = PromptTrainer(task, bb, cfg, rows, [], out_dir=target, progress=ctx.progress)
+    result = trainer.fit()
+    if dist.is_main():
+        save_peft_prompt(target, result.prompt, bb, extra={"source_task": task.name})
+        (target / "checkpoint.pt").unlink(missing_ok=True)
+    dist.barrier()
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    return {"steps": cfg.max_steps, "n_examples": len(rows), "source_task": task.name,
+            "final_loss": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else None}
+
+
+def tune_from(ctx: Context, init_dir: Path, tag: str) -> dict[str, Any]:
+    """Target prompt tuning on the few-shot split, starting from the prompt in ``init_dir``."""
+    cfg = ctx.prompt_tuning_config(strategy="real", gradient_surgery=False)
+    return dict(ctx.prompt_tune(cfg, None, init_prompt=init_dir, tag=tag))

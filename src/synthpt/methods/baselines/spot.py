@@ -1,0 +1,64 @@
+"""SPoT (Vu et al., 2022): a soft prompt trained on a source task's full labelled data
+initialises prompt tuning on the target's few-shot data.
+
+- Source task per target: ``options.source_task`` or :data:`DEFAULT_SOURCE` (MNLI for
+  RTE / SNLI / SICK / QNLI / QQP, QQP for MRPC, SNLI for MNLI).
+- Source training: plain prompt tuning (the cell's prompt-tuning config: prompt length, lr,
+  batch size, max length) of a vocabulary-initialised prompt on at most ``source_examples``
+  (default all) balanced rows of the source task's training pool (``load_official(src,
+  "train")``; 9,999 rows for MNLI / QQP / QNLI here), with the *source* task's template and
+  verbalizer, for ``source_steps`` steps (default 1000), seed ``source_seed`` (default 42),
+  keeping the last prompt.  Cached by (backbone, source task, data, config): one source
+  prompt serves every target and seed; its cost is in ``metrics["source"]``.
+- Label mapping: none is needed; the source prompt only initialises the target prompt, which
+  is then tuned with the *target's* template and verbalizer (as in SPoT).
+- Trainable parameters: the prompt, n·d (the backbone stays frozen in both phases).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from synthpt.methods import register
+from synthpt.methods.base import Context, PromptTuningMethod
+from synthpt.methods.baselines.common import (
+    data_dir_key,
+    option,
+    pt_key,
+    source_cost,
+    source_pt_config,
+    source_rows,
+    source_stage,
+    source_task_for,
+    train_source_prompt,
+    tune_from,
+)
+
+
+def spot_source(ctx: Context) -> Any:
+    src = source_task_for(ctx)
+    steps = int(option(ctx, "source_steps", 1000))
+    seed = int(option(ctx, "source_seed", 42))
+    limit = option(ctx, "source_examples", None)
+    cfg = source_pt_config(ctx, steps, seed)
+    key = {"model": ctx.model, "source_task": src.to_dict(), "data_dir": data_dir_key(ctx), "limit": limit,
+           "config": pt_key(cfg)}
+
+    def build(target: Any, restart: bool) -> dict[str, Any]:
+        rows = source_rows(src, ctx, int(limit) if limit else None, seed)
+        return train_source_prompt(ctx, src, rows, cfg, target)
+
+    return source_stage(ctx, "spot-source", f"spot-{src.name}-{ctx.model}", key, build)
+
+
+@dataclass
+class SPoTMethod(PromptTuningMethod):
+    def run(self, ctx: Context) -> dict[str, Any]:
+        res = spot_source(ctx)
+        metrics = tune_from(ctx, res.target, "spot")
+        metrics["source"] = source_cost(res)
+        return metrics
+
+
+register(SPoTMethod("spot", "SPoT", "prompt transferred from a source task's full data, then few-shot PT"))

@@ -1,0 +1,265 @@
+"""`synthpt run`, the method registry and `synthpt experiment` on tiny models.
+
+The generator stage is replaced by a small fake (same API as ``synthpt.generator``) so these
+tests check the pipeline's machinery - caching, resume, tables - fast and independent of
+the generator's own tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from synthpt.errors import SynthptError
+from synthpt.experiments import stages
+from synthpt.experiments.config import Settings, load_settings, parse_settings
+from synthpt.experiments.tables import build_table, to_csv, to_latex, to_markdown
+
+TINY_PT = {"max_steps": 4, "prompt_length": 4, "eval_every": 4, "checkpoint_every": 2, "max_length": 96,
+           "batch_size": 4, "eval_batch_size": 16}
+
+
+# ---- a fake generator stage with the real API -------------------------------------------------
+@dataclasses.dataclass
+class FakeGeneratorConfig:
+    mode: str = "dawgen"
+    prompt_length: int = 20
+    max_steps: int = 200
+    batch_size: int = 8
+    seed: int = 42
+
+
+@dataclasses.dataclass
+class FakeGenerationConfig:
+    n_per_label: int = 5000
+    batch_size: int = 32
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 0.9
+    seed: int = 42
+
+
+def _fake_module(calls: list[str]) -> types.ModuleType:
+    from synthpt.data import load_split, write_json, write_jsonl
+    from synthpt.tasks import get_task
+
+    def run_generator_tuning(task, data, model, out, cfg, restart=False, progress=True):
+        calls.append("tune")
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_json(Path(out) / "generator.json", {"task": task.name, "data": str(data), "mode": cfg.mode})
+        return {"mode": cfg.mode, "steps": cfg.max_steps}
+
+    def run_generation(generator_dir, out_jsonl, cfg, data=None, restart=False, progress=True):
+        calls.append("generate")
+        meta = json.loads((Path(generator_dir) / "generator.json").read_text())
+        task = get_task(meta["task"])
+        train = load_split(data, task)["train"]
+        rows = [dict(ex) for lab in task.labels for ex in [e for e in train if e["label"] == lab]][: cfg.n_per_label * 2]
+        write_jsonl(out_jsonl, rows)
+        report = {"kept": len(rows), "generated": len(rows) + 3, "dropped_duplicates": 3}
+        write_json(str(out_jsonl) + ".report.json", report)
+        return report
+
+    mod = types.ModuleType("synthpt.generator")
+    mod.GeneratorConfig, mod.GenerationConfig = FakeGeneratorConfig, FakeGenerationConfig
+    mod.run_generator_tuning, mod.run_generation = run_generator_tuning, run_generation
+    return mod
+
+
+@pytest.fixture
+def fake_gen(monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setitem(sys.modules, "synthpt.generator", _fake_module(calls))
+    return calls
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SYNTHPT_CACHE", str(tmp_path_factory.getbasetemp() / "synthpt-cache"))
+
+
+def _settings(**extra) -> Settings:
+    raw = {"model": "tiny-t5", "generator_model": "tiny-gpt2", "max_eval": 24, "tasks": ["rte"], "seeds": [13],
+           "generator": {"max_steps": 2}, "generation": {"n_per_label": 8}, "prompt_tuning": dict(TINY_PT),
+           "methods": ["pt", "ours"], **extra}
+    return parse_settings(raw, "<test>")
+
+
+# ---- synthpt run ---------------------------------------------------------------------------------
+def test_run_pipeline_caches_each_stage(tmp_path, data_dir, fake_gen):
+    from synthpt.experiments.pipeline import run_pipeline
+    from synthpt.tasks import get_task
+
+    out = tmp_path / "run"
+    st = _settings()
+    r1 = run_pipeline(get_task("mrpc"), 42, data_dir, out, st, method="ours", progress=False)
+    for name in ("split/train.jsonl", "generator/generator.json", "synthetic.jsonl", "synthetic.jsonl.report.json",
+                 "prompt/adapter_config.json", "prompt/adapter_model.safetensors", "metrics.json", "report.md"):
+        assert (out / name).is_file(), name
+    assert {"accuracy", "f1"} <= set(r1["test"]) and r1["trainable_parameters"] == 4 * 64
+    report = (out / "report.md").read_text()
+    assert "conflict rate" in report and "dropped_duplicates" in report and "| prompt | ran |" in report
+    assert fake_gen == ["tune", "generate"]
+
+    before = dict(stages.STAGE_RUNS)
+    r2 = run_pipeline(get_task("mrpc"), 42, data_dir, out, _settings(), method="ours", progress=False)
+    assert dict(stages.STAGE_RUNS) == before and fake_gen == ["tune", "generate"]  # nothing redone
+    assert r2["test"] == r1["test"] and all(s["status"] == "cached" for s in r2["stages"])
+
+    st = _settings()
+    st.set("generation.n_per_label", 6)  # Step 2 and Step 3 rerun, Step 1 does not
+    r3 = run_pipeline(get_task("mrpc"), 42, data_dir, out, st, method="ours", progress=False)
+    assert fake_gen == ["tune", "generate", "generate"]
+    assert [s["status"] for s in r3["stages"]] == ["cached", "cached", "ran", "ran"]
+
+
+# ---- the method registry -------------------------------------------------------------------------
+def test_registry_names_and_adding_a_method(tmp_path, data_dir):
+    from synthpt.experiments.grid import run_experiment
+    from synthpt.methods import Method, get_method, list_methods, register
+
+    names = {m.name for m in list_methods()}
+    for gen in ("fewgen", "dawgen"):
+        for s in ("real+syn", "real+syn+ls", "real->syn", "syn->real", "(real,syn)", "syn"):
+            assert f"{s}@{gen}" in names
+    assert {"pt", "ours", "ours@fewgen", "ours-no-gs", "ours-no-real", "pt+fewgen-published"} <= names
+    assert get_method("ours").display == "Ours" and get_method("pt").display == "Prompt Tuning"
+    with pytest.raises(SynthptError, match="unknown method"):
+        get_method("nope")
+
+    @dataclasses.dataclass
+    class Constant(Method):  # a new method is a small class + register()
+        def run(self, ctx):
+            return {"test": {"accuracy": 0.6 if ctx.seed == 42 else 0.5, "n": 1}, "trainable_parameters": 0}
+
+    register(Constant("const-test", "Constant"), replace=True)
+    st = parse_settings({"tasks": ["rte"], "seeds": [13, 42], "methods": ["const-test"]}, "<test>")
+    run_experiment(st, data_dir, tmp_path / "exp", progress=False)
+    assert "| Constant | 0 | 55.0 ± 5.0 | 55.0 |" in (tmp_path / "exp" / "table.md").read_text()
+
+
+# ---- synthpt experiment: grid, caching, resume ----------------------------------------------------
+def test_grid_caching_and_resume(tmp_path, data_dir, fake_gen, monkeypatch):
+    from synthpt.experiments import grid
+    from synthpt.methods.base import PromptTuningMethod
+
+    out = tmp_path / "full"
+    res = grid.run_experiment(_settings(), data_dir, out, progress=False)
+    assert res["cells"] == 2
+    for name in ("table.md", "table.csv", "table.tex", "methods.png", "conflicts.png"):
+        assert (out / name).is_file(), name
+    md = (out / "table.md").read_text()
+    assert "| Prompt Tuning |" in md and "| Ours |" in md and "RTE" in md
+    files = {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("*") if p.is_file()}
+
+    # a rerun does no work: no cell, no stage, no file of the cache is touched
+    n_cells, n_stages = len(grid.CELL_RUNS), dict(stages.STAGE_RUNS)
+    grid.run_experiment(_settings(), data_dir, out, progress=False)
+    assert len(grid.CELL_RUNS) == n_cells and dict(stages.STAGE_RUNS) == n_stages
+    assert {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("*") if p.is_file()} == files
+    assert (out / "table.md").read_text() == md
+
+    # resume: the grid dies in its second cell, the rerun computes only that cell
+    out2 = tmp_path / "killed"
+    real_run = PromptTuningMethod.run
+
+    def dying(self, ctx):
+        if self.name == "ours":
+            raise KeyboardInterrupt("killed")
+        return real_run(self, ctx)
+
+    monkeypatch.setattr(PromptTuningMethod, "run", dying)
+    with pytest.raises(KeyboardInterrupt):
+        grid.run_experiment(_settings(), data_dir, out2, progress=False)
+    assert not (out2 / "table.md").exists()
+    monkeypatch.setattr(PromptTuningMethod, "run", real_run)
+    n_cells = len(grid.CELL_RUNS)
+    grid.run_experiment(_settings(), data_dir, out2, progress=False)
+    assert grid.CELL_RUNS[n_cells:] == [("rte", 13, "ours")]
+    assert (out2 / "table.md").read_text() == md
+    assert (out2 / "table.csv").read_text() == (out / "table.csv").read_text()
+
+    # narrowing the grid on the command line
+    with pytest.raises(SynthptError, match="not in the config's seeds"):
+        grid.run_experiment(_settings(), data_dir, out2, seeds=[99], progress=False)
+
+
+# ---- tables on known numbers ---------------------------------------------------------------------
+RECORDS = [
+    {"task": t, "seed": s, "method": m, "trainable_parameters": p, "metrics": {"test": test}}
+    for (t, s, m, p, test) in [
+        ("rte", 13, "pt", 102400, {"accuracy": 0.50, "n": 10}),
+        ("rte", 42, "pt", 102400, {"accuracy": 0.60, "n": 10}),
+        ("mrpc", 13, "pt", 102400, {"accuracy": 0.70, "f1": 0.80, "n": 10}),
+        ("mrpc", 42, "pt", 102400, {"accuracy": 0.70, "f1": 0.60, "n": 10}),
+        ("rte", 13, "ours", 102400, {"accuracy": 0.625, "n": 10}),
+        ("rte", 42, "ours", 102400, {"accuracy": 0.675, "n": 10}),
+    ]
+]
+
+
+def test_table_writers_on_known_numbers():
+    table = build_table(RECORDS, [("pt", "Prompt Tuning"), ("ours", "Ours")], ["rte", "mrpc"])
+    assert to_markdown(table) == (
+        "| Method | Params | RTE | MRPC | AVG |\n"
+        "|:---|---:|---:|---:|---:|\n"
+        "| Prompt Tuning | 102K | 55.0 ± 5.0 | 70.0 ± 0.0 | 62.5 |\n"
+        "| Ours | 102K | 65.0 ± 2.5 | – | – |\n"
+    )
+    assert to_csv(table) == (
+        "method,display,trainable_parameters,rte,rte_std,mrpc,mrpc_std,avg,mrpc_f1,mrpc_f1_std,n_seeds\n"
+        "pt,Prompt Tuning,102400,55.00,5.00,70.00,0.00,62.50,70.00,10.00,2\n"
+        "ours,Ours,102400,65.00,2.50,,,,,,0\n"
+    )
+    tex = to_latex(table, "Main")
+    assert r"Prompt Tuning & 102K & 55.0$_{\pm 5.0}$ & 70.0$_{\pm 0.0}$ & 62.5 \\" in tex
+    assert r"\begin{tabular}{lrccc}" in tex and r"\caption{Main}" in tex
+
+
+# ---- YAML errors ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, message", [
+    ("prompt_tuning:\n  lrr: 0.1\n", r"prompt_tuning\.lrr: unknown key"),
+    ("prompt_tuning:\n  lr: fast\n", r"prompt_tuning\.lr: expected float, got 'fast'"),
+    ("prompt_tuning:\n  max_steps: 1.5\n", r"prompt_tuning\.max_steps: expected int"),
+    ("modle: tiny-t5\n", r"unknown key 'modle'"),
+    ("seeds: [13, x]\n", r"seeds\[1\]: expected int"),
+    ("methods: [pt, bogus]\n", r"unknown method 'bogus'"),
+    ("methods:\n  - {method: pt, lr: 1}\n", r"methods\[0\]: unknown key 'lr'"),
+    ("k: [1]\n", r"k: expected int"),
+])
+def test_yaml_errors_name_the_key(tmp_path, text, message):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with pytest.raises(SynthptError, match=message) as e:
+        load_settings(p)
+    assert "\n" not in str(e.value)
+
+
+def test_shipped_configs_parse(fake_gen):
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("smoke.yaml", "paper.yaml"):
+        st = load_settings(root / name)
+        assert st.rows and st.tasks and st.seeds
+    paper = load_settings(root / "paper.yaml")
+    assert paper.seeds == [13, 21, 42, 87, 100] and len(paper.tasks) == 7 and len(paper.tables) >= 3
+
+
+def test_run_flags_win_over_method_knobs_but_config_does_not(tmp_path, fake_gen):
+    from synthpt.experiments.config import Row, run_defaults
+    from synthpt.experiments.pipeline import make_context
+    from synthpt.tasks import get_task
+
+    st = run_defaults()
+    assert st.sections["prompt_tuning"]["max_steps"] == 100 and st.max_eval == 500
+    st.set("prompt_tuning.label_smoothing", 0.2)  # like a YAML value: the method's own knob wins
+    st.set("prompt_tuning.lr", 0.05, force=True)  # like --pt-lr: wins over everything
+    ctx = make_context(st, Row("x", "real+syn+ls@dawgen"), get_task("rte"), 13, None, tmp_path)
+    cfg = ctx.prompt_tuning_config(strategy="mixed", label_smoothing=0.1, lr=0.3)
+    assert (cfg.label_smoothing, cfg.lr, cfg.seed, cfg.max_steps) == (0.1, 0.05, 13, 100)
+    with pytest.raises(SynthptError, match=r"--set prompt_tuning\.lr: expected float"):
+        st.set("prompt_tuning.lr", "abc", where="--set prompt_tuning.lr")
