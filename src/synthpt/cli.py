@@ -16,11 +16,19 @@ import types
 import typing
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from synthpt.errors import SynthptError, fail
 
 EPILOG = "Docs: README.md.  Every run writes config.json with the resolved configuration."
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``synthpt: error: ...`` and exit code 2, like every other error."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"synthpt: error: {message} (see '{self.prog} --help')\n")
 
 
 # ---- helpers shared by subcommands --------------------------------------------------------
@@ -155,6 +163,8 @@ def cmd_evaluate(ns: argparse.Namespace) -> None:
     from synthpt.prompt_tuning.soft_prompt import check_prompt_fits, load_peft_prompt
 
     task = task_from_args(ns)
+    if ns.out and Path(ns.out).is_dir():  # before any work, not after scoring the split
+        raise fail(f"{ns.out}: is a directory, cannot write a file there")
     prompt, model = None, ns.model
     if ns.prompt:
         prompt, cfg = load_peft_prompt(ns.prompt)
@@ -242,7 +252,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="synthpt",
         description="Few-shot prompt tuning with synthetic data from a tuned generator LM: tune a generator "
         "(DawGen), generate label-conditioned data, prompt-tune with gradient surgery.",

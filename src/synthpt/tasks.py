@@ -55,6 +55,9 @@ class Task:
         unknown = names - set(self.fields) - {"mask"}
         if unknown:
             raise fail(f"task {self.name!r}: template uses unknown fields {sorted(unknown)}")
+        bad = [m for m in self.metrics if m not in ("accuracy", "f1")] if self.metrics else ["(none)"]
+        if bad:
+            raise fail(f"task {self.name!r}: unknown metrics {bad}; choose from accuracy, f1")
         if self.positive_label is not None and self.positive_label not in self.labels:
             raise fail(f"task {self.name!r}: positive_label {self.positive_label!r} is not a label")
 
@@ -216,8 +219,18 @@ def load_task_spec(path: str | Path) -> Task:
             raise fail(f"{p}: missing required key {key!r}")
     if not isinstance(spec["fields"], list) or not all(isinstance(f, str) for f in spec["fields"]):
         raise fail(f"{p}: 'fields' must be a list of column names")
+    if not isinstance(spec["labels"], list) or not all(isinstance(x, str | int) for x in spec["labels"]):
+        raise fail(f"{p}: 'labels' must be a list of label names, got {spec['labels']!r}")
     if not isinstance(spec["label_words"], dict):
         raise fail(f"{p}: 'label_words' must map each label to a word")
+    if not isinstance(spec["template"], str):
+        raise fail(f"{p}: 'template' must be a string with {{mask}}, got {spec['template']!r}")
+    if spec.get("metrics") is not None and (
+            not isinstance(spec["metrics"], list) or not all(isinstance(m, str) for m in spec["metrics"])):
+        raise fail(f"{p}: 'metrics' must be a list of metric names, got {spec['metrics']!r}")
+    for key in ("files", "field_names"):
+        if spec.get(key) is not None and not isinstance(spec[key], dict):
+            raise fail(f"{p}: '{key}' must map names to values (e.g. {{train: train.csv}}), got {spec[key]!r}")
     files = {k: str((p.parent / v).resolve()) for k, v in (spec.get("files") or {}).items()}
     return Task(
         name=str(spec["name"]),

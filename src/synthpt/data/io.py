@@ -127,6 +127,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     _fsync_dir(p.parent)
 
 
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` atomically (checkpoints): serialised in memory, then :func:`atomic_write_bytes`,
+    so a kill or a full disk leaves the previous checkpoint, never a torn one."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write UTF-8 ``text`` atomically (see :func:`atomic_write_bytes`)."""
     atomic_write_bytes(path, text.encode("utf-8"))

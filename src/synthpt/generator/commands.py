@@ -75,7 +75,8 @@ def cmd_generate(ns: argparse.Namespace) -> None:
     from synthpt.generator.generation import GenerationConfig, run_generation
 
     cfg = dataclass_from_args(GenerationConfig, ns)
-    rep = run_generation(ns.generator, ns.out, cfg, data=ns.data, restart=ns.restart)
+    rep = run_generation(ns.generator, ns.out, cfg, data=ns.data, restart=ns.restart,
+                         trust_remote_code=ns.trust_remote_code)
     if dist.is_main():
         kept = ", ".join(f"{k}: {v}" for k, v in rep["kept"].items())
         dropped = ", ".join(f"{k} {v}" for k, v in rep["dropped"].items())
@@ -113,5 +114,7 @@ def register(sub: Any) -> None:
     g.add_argument("--out", required=True, help="output JSONL file")
     g.add_argument("--data", help="split folder for first texts (default: the one the generator was tuned on)")
     g.add_argument("--restart", action="store_true", help="discard a partial output and start over")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the generator model's code from the hub (off by default: it runs arbitrary code)")
     add_dataclass_args(g, _generation_config_cls(), GENERATE_HELP)
     g.set_defaults(func=cmd_generate)

@@ -48,7 +48,10 @@ class GenEncoder:
     prompt_length: int
 
     def __post_init__(self) -> None:
+        from synthpt.prompt_tuning.verbalizer import clamp_to_model
+
         tok = self.backbone.tokenizer
+        self.max_length = clamp_to_model(self.backbone, self.max_length)
         self.field = generated_field(self.task)
         self.eos = tok.eos_token_id
         if self.eos is None:

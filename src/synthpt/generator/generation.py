@@ -75,7 +75,7 @@ class GenerationConfig:
                 raise fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.min_words < 0 or self.min_words > self.max_words:
             raise fail(f"--min-words {self.min_words} must be between 0 and --max-words {self.max_words}")
-        if self.temperature <= 0:
+        if not 0 < self.temperature < float("inf"):
             raise fail(f"--temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise fail(f"--top-p must be in (0, 1], got {self.top_p}")
@@ -271,22 +271,34 @@ def _state_path(out: Path) -> Path:
     return out.with_name(out.name + ".state.json")
 
 
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    from synthpt.data.io import read_text
+
+    try:
+        obj = json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise fail(f"{path}: {what} ({e.msg} at line {e.lineno}); rerun with --restart") from None
+    if not isinstance(obj, dict):
+        raise fail(f"{path}: {what} (not a JSON object); rerun with --restart")
+    return obj
+
+
 def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig, data: str | Path | None = None,
-                   restart: bool = False, progress: bool = True) -> dict:
+                   restart: bool = False, progress: bool = True, trust_remote_code: bool = False) -> dict:
     """Generate ``n_per_label`` filtered examples per label into ``out`` (JSONL); returns the report."""
     from synthpt.data import read_jsonl, write_json
     from synthpt.data.io import append_jsonl
-    from synthpt.generator.tuning import load_prompts
+    from synthpt.generator.tuning import load_prompts, read_generator_meta
     from synthpt.models import load_backbone
     from synthpt.runinfo import config_hash
 
     cfg.validate()
     gdir, out = Path(generator), Path(out)
-    meta_path = gdir / "generator.json"
-    if not meta_path.is_file():
-        raise fail(f"{gdir}: not a tuned generator (no generator.json); run 'synthpt generator tune' first")
-    meta = json.loads(meta_path.read_text())
-    task = task_from_dict(meta["task"])
+    meta = read_generator_meta(gdir)
+    try:
+        task = task_from_dict(meta["task"])
+    except (KeyError, TypeError, AttributeError) as e:
+        raise fail(f"{gdir / 'generator.json'}: not a valid generator description (bad task: {e!r})") from None
     data = data if data is not None else meta.get("data")
     key = config_hash({"generator": meta["config_hash"], "generation": asdict(cfg),
                        "data": str(data) if cfg.first_texts == "data" else None})
@@ -294,24 +306,36 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
     state_path = _state_path(out)
     if out.is_dir():
         raise fail(f"{out}: is a directory; give a .jsonl file path")
-    if restart:
-        for p in (out, state_path, report_path):
-            p.unlink(missing_ok=True)
     state: dict[str, Any] | None = None
-    if state_path.is_file():
-        state = json.loads(state_path.read_text())
+    if restart:
+        pass  # the old files go once every input has been checked (below)
+    elif state_path.is_file():
+        state = _read_json(state_path, "unreadable generation state")
+        if not {"bytes", "labels", "dropped"} <= set(state) or set(state["labels"]) != set(task.labels):
+            raise fail(f"{state_path}: unreadable generation state (missing fields); rerun with --restart")
         if state.get("config_hash") != key:
             raise fail(f"{out}: an unfinished generation with another configuration; use --restart or another --out")
     elif report_path.is_file() and out.is_file():
-        rep = json.loads(report_path.read_text())
+        rep = _read_json(report_path, "unreadable generation report")
         if rep.get("config_hash") == key:
             return rep
         raise fail(f"{out}: holds a finished generation with another configuration; use --restart or another --out")
     elif out.exists():
         raise fail(f"{out}: exists and was not written by this generation; use --restart or another --out")
+    bb = load_backbone(meta["model"], device=dist.device(), trust_remote_code=trust_remote_code)
+    prompts = load_prompts(gdir, task)
+    if prompts.shape[-1] != bb.hidden_size:
+        raise fail(f"{gdir}: prompts have width {prompts.shape[-1]}, model has {bb.hidden_size}")
+    pool = _first_text_pool(task, cfg, data)
+    if restart and dist.is_main():
+        for p in (out, state_path, report_path):
+            p.unlink(missing_ok=True)
+    dist.barrier()
     if state is None:
         state = {"config_hash": key, "bytes": 0, "dropped": dict.fromkeys(DROP_REASONS, 0),
                  "labels": {lab: {"round": 0, "attempts": 0, "kept": 0} for lab in task.labels}}
+        if dist.is_main():  # before the first append: a kill during round one must find its state
+            write_json(state_path, state)
     filters = Filters(cfg, task)
     if out.exists():  # drop what an interrupted round appended after the last committed state
         size = out.stat().st_size
@@ -323,12 +347,7 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
         if state["bytes"]:
             for row in read_jsonl(out):
                 filters.add(row)
-    bb = load_backbone(meta["model"], device=dist.device())
-    prompts = load_prompts(gdir, task)
-    if prompts.shape[-1] != bb.hidden_size:
-        raise fail(f"{gdir}: prompts have width {prompts.shape[-1]}, model has {bb.hidden_size}")
     sampler = Sampler(bb, task, prompts, cfg, int(meta["config"].get("max_length", 128)))
-    pool = _first_text_pool(task, cfg, data)
     prov = {"model": meta["model"], "mode": meta["mode"], "seed": cfg.seed}
     field = generated_field(task)
     total = cfg.n_per_label * task.num_labels

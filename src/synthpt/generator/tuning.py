@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -84,10 +83,13 @@ class GeneratorConfig:
             if getattr(self, name) < 1:
                 raise fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("lr", "meta_lr"):
-            if not getattr(self, name) > 0:
+            if not 0 < getattr(self, name) < math.inf:  # also refuses NaN
                 raise fail(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        if self.inner_lr < 0 or self.dist_weight < 0:
-            raise fail("--inner-lr and --dist-weight must be >= 0")
+        for name in ("inner_lr", "dist_weight"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise fail(f"--{name.replace('_', '-')} must be a finite number >= 0, got {getattr(self, name)}")
+        if not math.isfinite(self.dist_margin):
+            raise fail(f"--dist-margin must be a finite number, got {self.dist_margin}")
 
 
 class WeightNet(nn.Module):
@@ -132,12 +134,9 @@ def init_label_prompts(bb: Backbone, task: Task, length: int, seed: int, from_wo
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from synthpt.data.io import atomic_torch_save
+
+    atomic_torch_save(obj, path)
 
 
 class GeneratorTrainer:
@@ -357,6 +356,30 @@ def save_generator(out: Path, task: Task, Q: torch.Tensor, W: WeightNet | None) 
                            save({k: v.detach().float().cpu().contiguous() for k, v in W.state_dict().items()}))
 
 
+GENERATOR_META_KEYS = ("task", "model", "mode", "config", "config_hash")
+
+
+def read_generator_meta(gen_dir: str | Path) -> dict[str, Any]:
+    """``generator.json`` of a tuned generator, checked: one clear error for a torn or foreign file."""
+    from synthpt.data.io import read_text
+
+    path = Path(gen_dir) / "generator.json"
+    if not path.is_file():
+        raise fail(f"{gen_dir}: not a tuned generator (no generator.json); run 'synthpt generator tune' first")
+    try:
+        meta = json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise fail(f"{path}: not a valid generator description (invalid JSON: {e.msg} at line {e.lineno}); "
+                   "rerun 'synthpt generator tune' with --restart") from None
+    missing = [k for k in GENERATOR_META_KEYS if not isinstance(meta, dict) or k not in meta]
+    if not missing and not isinstance(meta["task"], dict):
+        missing = ["task"]
+    if missing:
+        raise fail(f"{path}: not a valid generator description (missing {', '.join(missing)}); "
+                   "rerun 'synthpt generator tune' with --restart")
+    return meta
+
+
 def load_prompts(gen_dir: str | Path, task: Task) -> torch.Tensor:
     """(L, n, d) label prompts in the task's label order."""
     from safetensors.torch import load_file
@@ -394,11 +417,8 @@ def run_generator_tuning(task: Task, data: str | Path, model: str | Backbone, ou
     run_cfg = {"task": task.to_dict(), "data": str(Path(data).resolve()), "model": model_name, "generator": asdict(cfg)}
     key = config_hash(run_cfg)
     meta_path = out / "generator.json"
-    if restart:
-        for name in ("checkpoint.pt", "generator.json", "log.jsonl", "prompts.safetensors", "weight_net.safetensors"):
-            (out / name).unlink(missing_ok=True)
-    elif meta_path.is_file():
-        done = json.loads(meta_path.read_text())
+    if not restart and meta_path.is_file():
+        done = read_generator_meta(out)
         if done.get("config_hash") == key:
             return done["summary"]
         if not (out / "checkpoint.pt").exists():
@@ -408,6 +428,10 @@ def run_generator_tuning(task: Task, data: str | Path, model: str | Backbone, ou
                                                                    device=dist.device())
     t0 = time.perf_counter()
     trainer = GeneratorTrainer(task, bb, cfg, splits["train"], out_dir=out, progress=progress)
+    if restart and dist.is_main():  # only now that every input is known good: a bad input leaves old outputs
+        for name in ("checkpoint.pt", "generator.json", "log.jsonl", "prompts.safetensors", "weight_net.safetensors"):
+            (out / name).unlink(missing_ok=True)
+    dist.barrier()
     history = trainer.fit()
     last = history[-1] if history else {}
     summary = {"task": task.name, "mode": cfg.mode, "model": model_name, "steps": cfg.max_steps,

@@ -98,10 +98,7 @@ def run_prompt_tuning(
                "max_eval": max_eval, "train": asdict(cfg)}
     key = config_hash(run_cfg)
     metrics_path = out / "metrics.json"
-    if restart:
-        for name in ("checkpoint.pt", "metrics.json", "log.jsonl"):
-            (out / name).unlink(missing_ok=True)
-    elif metrics_path.is_file():
+    if not restart and metrics_path.is_file():
         import json
 
         done = json.loads(metrics_path.read_text())
@@ -120,6 +117,10 @@ def run_prompt_tuning(
     t0 = time.perf_counter()
     trainer = PromptTrainer(task, bb, cfg, splits["train"], splits["dev"], syn_rows, init_prompt=prompt0,
                             out_dir=out, progress=progress)
+    if restart and dist.is_main():  # only now that every input is known good: a bad input leaves old outputs
+        for name in ("checkpoint.pt", "metrics.json", "log.jsonl"):
+            (out / name).unlink(missing_ok=True)
+    dist.barrier()
     result = trainer.fit()
     train_s = time.perf_counter() - t0
     test = eval_subset(splits["test"], max_eval)

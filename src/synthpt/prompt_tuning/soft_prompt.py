@@ -89,6 +89,10 @@ def load_peft_prompt(path: str | Path) -> tuple[torch.Tensor, dict]:
     if "prompt_embeddings" not in tensors:
         raise fail(f"{weights}: has no 'prompt_embeddings' tensor")
     prompt = tensors["prompt_embeddings"][: int(cfg.get("num_virtual_tokens", 0)) or None]
+    if prompt.dim() != 2 or not prompt.is_floating_point():
+        raise fail(f"{weights}: 'prompt_embeddings' must be a 2-d float tensor, got {prompt.dtype} {list(prompt.shape)}")
+    if not torch.isfinite(prompt).all():
+        raise fail(f"{weights}: prompt has non-finite values (NaN or inf); the run that wrote it diverged")
     return prompt, cfg
 
 

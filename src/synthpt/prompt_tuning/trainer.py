@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,7 @@ class PromptTuningConfig:
     def validate(self) -> None:
         if self.strategy not in STRATEGIES:
             raise fail(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        if self.epsilon < 0:
+        if not 0 <= self.epsilon < math.inf:  # also refuses NaN
             raise fail(f"--epsilon must be >= 0, got {self.epsilon}")
         if not 0 <= self.label_smoothing < 1:
             raise fail(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
@@ -70,8 +69,18 @@ class PromptTuningConfig:
         for name in ("batch_size", "max_steps", "eval_every", "checkpoint_every", "max_length"):
             if getattr(self, name) < 1:
                 raise fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise fail(f"--lr must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise fail(f"--lr must be a finite number > 0, got {self.lr}")
+        if not 0 <= self.weight_decay < math.inf or self.warmup_steps < 0:
+            raise fail(f"--weight-decay and --warmup-steps must be >= 0, got {self.weight_decay}, {self.warmup_steps}")
+        if self.syn_batch_size is not None and self.syn_batch_size < 1:
+            raise fail(f"--syn-batch-size must be at least 1, got {self.syn_batch_size}")
+        if self.eval_batch_size < 1:
+            raise fail(f"--eval-batch-size must be at least 1, got {self.eval_batch_size}")
+        if not 0 < self.phase_split < 1:
+            raise fail(f"--phase-split must be in (0, 1), got {self.phase_split}")
+        if self.max_synthetic is not None and self.max_synthetic < 1:
+            raise fail(f"--max-synthetic must be at least 1, got {self.max_synthetic}")
         if self.gradient_surgery and self.strategy != "paired":
             raise fail("--gradient-surgery needs --strategy paired (a real and a synthetic batch per step)")
 
@@ -96,12 +105,9 @@ def _lr_lambda(cfg: PromptTuningConfig):
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from synthpt.data.io import atomic_torch_save
+
+    atomic_torch_save(obj, path)
 
 
 class PromptTrainer:
@@ -170,7 +176,8 @@ class PromptTrainer:
         # float64 sums: the result then hardly depends on how rows are split across processes
         g64 = g_rows.double()
         parts = torch.stack([g64[~is_syn].sum(0), g64[is_syn].sum(0)])
-        stats = torch.stack([(ce * ~is_syn).sum(), (ce * is_syn).sum()]).detach().double()
+        # masked sums, not ce * mask: a NaN in one kind of row must not leak into the other's loss
+        stats = torch.stack([ce[~is_syn].sum(), ce[is_syn].sum()]).detach().double()
         parts = dist.all_reduce_sum(parts)
         stats = dist.all_reduce_sum(stats)
         loss_real = float(stats[0]) / max(n_real, 1)

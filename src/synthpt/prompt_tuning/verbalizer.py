@@ -52,6 +52,7 @@ class Encoder:
 
     def __post_init__(self) -> None:
         tok = self.backbone.tokenizer
+        self.max_length = clamp_to_model(self.backbone, self.max_length)
         self.prefix, self.suffix = _special_affixes(tok)
         if not self.backbone.is_seq2seq:
             self.suffix = []  # the label word follows the input, not an EOS
@@ -134,6 +135,18 @@ class Encoder:
         return [self.encode(ex) for ex in examples]
 
 
+def clamp_to_model(backbone: Backbone, max_length: int) -> int:
+    """``max_length`` capped at the model's positions (GPT-2: 1024), with a warning; models without
+    a fixed limit (T5's relative positions) keep it.  Longer inputs are then truncated, not an error."""
+    limit = backbone.max_length(default=max_length)
+    if max_length > limit:
+        if _is_main():
+            warnings.warn(f"--max-length {max_length} exceeds the {limit} positions of {backbone.name_or_path}; "
+                          f"inputs are truncated to {limit} tokens", stacklevel=3)
+        return limit
+    return max_length
+
+
 def _is_main() -> bool:
     from synthpt import distributed
 
@@ -179,8 +192,9 @@ def _causal_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor 
     L = len(encoder.label_ids)
     if encoder.single_token:
         seqs, rows_prompt = ctx, prompt
-    else:  # one row per (example, label): context + that label's word
-        seqs = [c + lab for c in ctx for lab in encoder.label_ids]
+    else:  # one row per (example, label): context + that label's word, less its last token (never an input,
+        # and the Encoder's budget counts on it: a full-length context would run past the model's positions)
+        seqs = [c + lab[:-1] for c in ctx for lab in encoder.label_ids]
         rows_prompt = prompt
         if prompt is not None and prompt.dim() == 3:
             rows_prompt = prompt.repeat_interleave(L, dim=0)
