@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Tiny models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP threads
+# spinning against other processes slow a step down 20-50x. One thread, here and in the
+# subprocesses the tests start.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")
@@ -19,13 +27,10 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Built-in tiny models are materialised in a per-session cache, never the user's.
-
-    The real SmolLM2 model is expensive to de-quantise, so its cache folder is reused from
-    ``SYNTHPT_TEST_MODEL_CACHE`` when CI provides one (see .ci/run)."""
-    import os
-
-    os.environ.setdefault("SYNTHPT_CACHE", str(tmp_path_factory.mktemp("synthpt-cache")))
+    """Built-in models are materialised in a per-session cache unless SYNTHPT_CACHE names one
+    (set it to reuse the de-quantised SmolLM2 across runs); nothing reaches a hub."""
+    if not os.environ.get("SYNTHPT_CACHE"):
+        os.environ["SYNTHPT_CACHE"] = str(tmp_path_factory.mktemp("synthpt-cache"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
