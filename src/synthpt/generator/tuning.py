@@ -38,6 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from synthpt import distributed as dist
+from synthpt.checkpointing import load_checkpoint, open_step_log, save_checkpoint
 from synthpt.errors import fail, first_line
 from synthpt.generator.encoding import GenEncoder, Scored, score_targets, upcast
 from synthpt.generator.losses import disc_loss, dist_loss, pooled, token_weights, weighted_lm_loss
@@ -132,11 +133,6 @@ def init_label_prompts(bb: Backbone, task: Task, length: int, seed: int, from_wo
                 out[li, length - len(ids):] = table[torch.tensor(ids, device=table.device)].cpu()
     return out
 
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    from synthpt.data.io import atomic_torch_save
-
-    atomic_torch_save(obj, path)
 
 
 class GeneratorTrainer:
@@ -289,37 +285,21 @@ class GeneratorTrainer:
         self.step_no = int(st["step"])
 
     def try_resume(self) -> bool:
-        path = None if self.out is None else self.out / "checkpoint.pt"
-        if path is None or not path.is_file():
+        state = load_checkpoint((None if self.out is None else self.out / "checkpoint.pt"), asdict(self.cfg))
+        if state is None:
             return False
-        try:
-            st = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise fail(f"{path}: unreadable checkpoint ({first_line(e)}); rerun with --restart") from None
-        if st.get("config") != asdict(self.cfg):
-            raise fail(f"{path}: checkpoint was made with another configuration; rerun with --restart "
-                       "or choose another --out")
-        self.load_state_dict(st)
+        self.load_state_dict(state)
         return True
 
     def save_checkpoint(self) -> None:
-        if self.out is not None and dist.is_main():
-            self.out.mkdir(parents=True, exist_ok=True)
-            _atomic_torch_save(self.state_dict(), self.out / "checkpoint.pt")
+        save_checkpoint((None if self.out is None else self.out / "checkpoint.pt"), self.state_dict())
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
         cfg = self.cfg
         resumed = self.try_resume()
         start = self.step_no
-        log_path = None if self.out is None else self.out / "log.jsonl"
-        if log_path is not None and dist.is_main():
-            self.out.mkdir(parents=True, exist_ok=True)
-            kept = []
-            if resumed and log_path.is_file():  # drop lines written after the checkpoint
-                kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
-            log_path.write_text("".join(ln + "\n" for ln in kept))
-        log = open(log_path, "a") if log_path is not None and dist.is_main() else None
+        log = open_step_log(self.out, start if resumed else None)
         bar = tqdm(total=cfg.max_steps, initial=start, desc=f"generator {self.task.name} [{cfg.mode}]",
                    disable=not self.progress or not dist.is_main(), dynamic_ncols=True)
         history: list[dict[str, Any]] = []

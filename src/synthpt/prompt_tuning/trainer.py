@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from synthpt import distributed as dist
-from synthpt.errors import fail, first_line
+from synthpt.checkpointing import load_checkpoint, open_step_log, save_checkpoint
+from synthpt.errors import fail
 from synthpt.evaluate import evaluate
 from synthpt.models import Backbone
 from synthpt.prompt_tuning.strategies import STRATEGIES, BatchPlan
@@ -103,11 +104,6 @@ def _lr_lambda(cfg: PromptTuningConfig):
 
     return f
 
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    from synthpt.data.io import atomic_torch_save
-
-    atomic_torch_save(obj, path)
 
 
 class PromptTrainer:
@@ -245,24 +241,13 @@ class PromptTrainer:
         return None if self.out is None else self.out / "checkpoint.pt"
 
     def save_checkpoint(self) -> None:
-        path = self._ckpt_path()
-        if path is None or not dist.is_main():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_torch_save(self.state_dict(), path)
+        save_checkpoint(self._ckpt_path(), self.state_dict())
 
     def try_resume(self) -> bool:
-        path = self._ckpt_path()
-        if path is None or not path.is_file():
+        state = load_checkpoint(self._ckpt_path(), asdict(self.cfg))
+        if state is None:
             return False
-        try:
-            st = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise fail(f"{path}: unreadable checkpoint ({first_line(e)}); rerun with --restart") from None
-        if st.get("config") != asdict(self.cfg):
-            raise fail(f"{path}: checkpoint was made with another configuration; rerun with --restart "
-                       "or choose another --out")
-        self.load_state_dict(st)
+        self.load_state_dict(state)
         return True
 
     # ---- the loop ----------------------------------------------------------------------
@@ -270,15 +255,8 @@ class PromptTrainer:
         cfg = self.cfg
         resumed = self.try_resume()
         start = self.step
-        log_path = None if self.out is None else self.out / "log.jsonl"
         history: list[dict[str, Any]] = []
-        if log_path is not None and dist.is_main():
-            self.out.mkdir(parents=True, exist_ok=True)
-            kept = []
-            if resumed and log_path.is_file():  # drop lines written after the checkpoint
-                kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
-            log_path.write_text("".join(ln + "\n" for ln in kept))
-        log = open(log_path, "a") if log_path is not None and dist.is_main() else None
+        log = open_step_log(self.out, start if resumed else None)
         bar = tqdm(total=cfg.max_steps, initial=start, desc=f"prompt-tune {self.task.name} [{cfg.strategy}]",
                    disable=not self.progress or not dist.is_main(), dynamic_ncols=True)
         try:

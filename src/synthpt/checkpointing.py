@@ -1,0 +1,56 @@
+"""Checkpoints and step logs shared by every resumable training loop.
+
+A loop saves its whole state (trainable tensors, optimizer, step, best-so-far) with
+:func:`save_checkpoint` every N steps and calls :func:`load_checkpoint` at start.  The
+configuration is stored inside the checkpoint, so a rerun with a changed config refuses to
+mix the two instead of silently continuing.  :func:`open_step_log` reopens ``log.jsonl``
+with the lines written after the checkpoint dropped, so a resumed run's log lists every
+step exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from synthpt import distributed as dist
+from synthpt.data.io import atomic_torch_save
+from synthpt.errors import fail, first_line
+
+
+def save_checkpoint(path: Path | None, state: dict[str, Any]) -> None:
+    """Atomically write ``state`` (main process only)."""
+    if path is None or not dist.is_main():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(state, path)
+
+
+def load_checkpoint(path: Path | None, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved state if ``path`` exists and was made with ``config``; None if absent."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torn or foreign files raise several error types
+        raise fail(f"{path}: unreadable checkpoint ({first_line(e)}); rerun with --restart") from None
+    if not isinstance(state, dict) or state.get("config") != config:
+        raise fail(f"{path}: checkpoint was made with another configuration; rerun with --restart "
+                   "or choose another --out")
+    return state
+
+
+def open_step_log(out: Path | None, resumed_at: int | None) -> IO[str] | None:
+    """``out/log.jsonl`` for appending (main process only), cut back to ``resumed_at`` steps."""
+    if out is None or not dist.is_main():
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "log.jsonl"
+    kept: list[str] = []
+    if resumed_at is not None and path.is_file():
+        kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resumed_at]
+    path.write_text("".join(ln + "\n" for ln in kept))
+    return open(path, "a")
