@@ -43,5 +43,7 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def combine(real: torch.Tensor, syn: torch.Tensor, epsilon: float, surgery: bool = True) -> SurgeryResult:
     """The update direction of one paired step."""
-    projected, conflict = project_conflicting(syn, real) if surgery else (syn, False)
+    projected, conflict = project_conflicting(syn, real)
+    if not surgery:  # conflicts are still reported, so runs with and without surgery compare
+        projected = syn
     return SurgeryResult(real + epsilon * projected, projected, conflict, cosine(syn, real))
