@@ -201,3 +201,14 @@ def test_run_prompt_tuning_writes_outputs_and_reuses_them(rte_split, tmp_path):
     again = run_prompt_tuning(get_task("rte"), rte_split, "tiny-t5", out, cfg, synthetic=syn, max_eval=40,
                               progress=False)
     assert again == m and (out / "adapter_model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_bfloat16_backbone_trains_a_float32_prompt(rte_split, tmp_path):
+    """``--dtype bfloat16`` (for GPUs; bf16 also runs on CPU): the prompt stays float32."""
+    cfg = PromptTuningConfig(prompt_length=4, max_steps=3, eval_every=3, max_length=64, seed=0)
+    m = run_prompt_tuning(get_task("rte"), rte_split, "tiny-t5", tmp_path / "bf16", cfg, max_eval=20,
+                          progress=False, dtype="bfloat16")
+    prompt, _ = load_peft_prompt(tmp_path / "bf16")
+    assert prompt.dtype == torch.float32 and torch.isfinite(prompt).all()
+    assert m["test"]["n"] == 20
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["config"]["dtype"] == "bfloat16"

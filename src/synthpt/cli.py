@@ -137,6 +137,8 @@ def add_model_args(p: argparse.ArgumentParser, default: str | None = None) -> No
                    help="built-in name (`synthpt models`), HF folder, .gguf file or hub id")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow model code from the hub (off by default: it runs arbitrary code)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="precision of the frozen backbone (bfloat16/float16 for GPUs; default: as saved)")
 
 
 def cmd_prompt_tune(ns: argparse.Namespace) -> None:
@@ -146,7 +148,8 @@ def cmd_prompt_tune(ns: argparse.Namespace) -> None:
     task = task_from_args(ns)
     cfg = dataclass_from_args(PromptTuningConfig, ns)
     m = run_prompt_tuning(task, ns.data, ns.model, ns.out, cfg, synthetic=ns.synthetic, init_prompt=ns.init_prompt,
-                          max_eval=ns.max_eval, restart=ns.restart, trust_remote_code=ns.trust_remote_code)
+                          max_eval=ns.max_eval, restart=ns.restart, trust_remote_code=ns.trust_remote_code,
+                          dtype=ns.dtype)
     from synthpt import distributed as dist
 
     if dist.is_main():
@@ -158,7 +161,7 @@ def cmd_prompt_tune(ns: argparse.Namespace) -> None:
 def cmd_evaluate(ns: argparse.Namespace) -> None:
     from synthpt.data import load_split
     from synthpt.evaluate import evaluate
-    from synthpt.models import load_backbone
+    from synthpt.models import load_backbone, parse_dtype
     from synthpt.prompt_tuning.recipe import eval_subset
     from synthpt.prompt_tuning.soft_prompt import check_prompt_fits, load_peft_prompt
 
@@ -174,7 +177,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> None:
     splits = load_split(ns.data, task)
     if ns.split not in splits:
         raise fail(f"unknown split {ns.split!r}; choose train, dev or test")
-    bb = load_backbone(model, trust_remote_code=ns.trust_remote_code)
+    bb = load_backbone(model, trust_remote_code=ns.trust_remote_code, dtype=parse_dtype(ns.dtype))
     if prompt is not None:
         check_prompt_fits(prompt, bb, ns.prompt)
     rows = eval_subset(splits[ns.split], ns.max_eval)
@@ -229,6 +232,8 @@ def _register_core(sub: Any) -> None:
     p.add_argument("--prompt", help="prompt adapter folder (from prompt-tune); omit for zero-shot")
     p.add_argument("--model", help="backbone (default: the adapter's base model)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="precision of the backbone (bfloat16/float16 for GPUs; default: as saved)")
     p.add_argument("--split", default="test", help="train | dev | test (default test)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=256)

@@ -200,6 +200,18 @@ def resolve_model(name: str) -> str:
     return key  # a hub id; transformers reports if it cannot be reached
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_dtype(name: str | None) -> torch.dtype | None:
+    """``--dtype`` -> torch dtype (None keeps the checkpoint's own)."""
+    if name is None:
+        return None
+    if name not in DTYPES:
+        raise fail(f"unknown --dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
 @dataclass
 class Backbone:
     """A frozen LM with its tokenizer, as every stage of synthpt uses it."""

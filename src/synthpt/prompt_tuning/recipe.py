@@ -23,7 +23,7 @@ from synthpt import distributed as dist
 from synthpt.data import load_file, load_split, write_json
 from synthpt.errors import fail
 from synthpt.evaluate import evaluate
-from synthpt.models import Backbone, load_backbone
+from synthpt.models import Backbone, load_backbone, parse_dtype
 from synthpt.prompt_tuning.soft_prompt import check_prompt_fits, load_peft_prompt, save_peft_prompt
 from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTuningConfig
 from synthpt.runinfo import config_hash, versions
@@ -78,8 +78,12 @@ def run_prompt_tuning(
     restart: bool = False,
     progress: bool = True,
     trust_remote_code: bool = False,
+    dtype: str | None = None,
 ) -> dict[str, Any]:
-    """Train, select on dev, evaluate on test, save.  Returns the metrics dict."""
+    """Train, select on dev, evaluate on test, save.  Returns the metrics dict.
+
+    ``dtype`` (``bfloat16`` / ``float16`` on GPUs) sets the frozen backbone's precision; the
+    soft prompt and its optimizer stay in float32 and the loss is computed in float32."""
     cfg.validate()
     out = Path(out)
     prepare_out_dir(out)
@@ -96,6 +100,8 @@ def run_prompt_tuning(
                "n_synthetic": len(syn_rows), "init_prompt": None if init_prompt is None else str(
                    init_prompt if not isinstance(init_prompt, torch.Tensor) else "tensor"),
                "max_eval": max_eval, "train": asdict(cfg)}
+    if dtype:  # only when set, so earlier runs keep their config hash
+        run_cfg["dtype"] = dtype
     key = config_hash(run_cfg)
     metrics_path = out / "metrics.json"
     if not restart and metrics_path.is_file():
@@ -106,7 +112,7 @@ def run_prompt_tuning(
             return done
         if not (out / "checkpoint.pt").exists():
             raise fail(f"{out}: holds a finished run with another configuration; use --restart or another --out")
-    bb = model if isinstance(model, Backbone) else load_backbone(model, trust_remote_code=trust_remote_code,
+    bb = model if isinstance(model, Backbone) else load_backbone(model, trust_remote_code=trust_remote_code, dtype=parse_dtype(dtype),
                                                                    device=dist.device())
     prompt0 = None
     if isinstance(init_prompt, torch.Tensor):
