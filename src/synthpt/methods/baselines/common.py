@@ -14,13 +14,15 @@ the target's seed), so every target task and seed with the same key reuses it.  
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from synthpt.errors import fail
-from synthpt.methods.base import Context
+from synthpt.methods.base import Context, PromptTuningMethod
 
 _FROZEN: dict[str, Any] = {}  # model name -> frozen Backbone, shared by the scoring-only methods
 
@@ -166,3 +168,23 @@ def tune_from(ctx: Context, init_dir: Path, tag: str) -> dict[str, Any]:
     """Target prompt tuning on the few-shot split, starting from the prompt in ``init_dir``."""
     cfg = ctx.prompt_tuning_config(strategy="real", gradient_surgery=False)
     return dict(ctx.prompt_tune(cfg, None, init_prompt=init_dir, tag=tag))
+
+
+@dataclass
+class TransferMethod(PromptTuningMethod):
+    """A prompt trained first on another objective (a source task, a self-supervised corpus,
+    an adaptation phase) initialises few-shot prompt tuning on the target: SPoT, PPT, OPTIMA.
+
+    ``source`` builds (or reads from the cache) that first stage and returns its StageResult."""
+
+    source: Callable[[Context], Any] | None = None
+
+    def run(self, ctx: Context) -> dict[str, Any]:
+        if self.source is None:
+            raise fail(f"{self.name}: no source stage configured")
+        res = self.source(ctx)
+        metrics = tune_from(ctx, res.target, self.name)
+        metrics["source"] = source_cost(res)
+        if isinstance(res.result, dict) and "last" in res.result:
+            metrics["source"]["last"] = res.result["last"]
+        return metrics

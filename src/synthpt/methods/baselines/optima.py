@@ -51,18 +51,17 @@ import torch.nn.functional as F
 
 from synthpt.errors import fail
 from synthpt.methods import register
-from synthpt.methods.base import Context, PromptTuningMethod
+from synthpt.methods.base import Context
 from synthpt.methods.baselines.common import (
+    TransferMethod,
     data_dir_key,
     frozen_backbone,
     option,
     pt_key,
-    source_cost,
     source_pt_config,
     source_rows,
     source_stage,
     source_task_for,
-    tune_from,
 )
 from synthpt.models import Backbone
 
@@ -303,17 +302,7 @@ def optima_source(ctx: Context) -> Any:
     return source_stage(ctx, "optima-adapt", f"optima-{src.name}-{ctx.task.name}-{ctx.model}", key, build)
 
 
-@dataclass
-class OptimaMethod(PromptTuningMethod):
-    def run(self, ctx: Context) -> dict[str, Any]:
-        res = optima_source(ctx)
-        metrics = tune_from(ctx, res.target, "optima")
-        metrics["source"] = source_cost(res)
-        metrics["source"]["last"] = res.result.get("last")
-        return metrics
-
-
-register(OptimaMethod("optima", "OPTIMA", "prompt adapted from source data + target unlabeled texts with "
-                      "discriminator-weighted adversarial consistency, then few-shot PT"))
+register(TransferMethod("optima", "OPTIMA", "prompt adapted from source data + target unlabeled texts with "
+                        "discriminator-weighted adversarial consistency, then few-shot PT", source=optima_source))
 
 __all__ = ["adversarial_delta", "consistency", "kl_rows"]

@@ -35,22 +35,20 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from synthpt.errors import fail
 from synthpt.methods import register
-from synthpt.methods.base import Context, PromptTuningMethod
+from synthpt.methods.base import Context
 from synthpt.methods.baselines.common import (
+    TransferMethod,
     data_dir_key,
     option,
     pt_key,
-    source_cost,
     source_pt_config,
     source_stage,
     train_source_prompt,
-    tune_from,
 )
 from synthpt.tasks import Task
 
@@ -182,13 +180,5 @@ def ppt_source(ctx: Context) -> Any:
     return source_stage(ctx, "ppt-pretrain", f"ppt-{task.name}-{ctx.model}", key, build)
 
 
-@dataclass
-class PPTMethod(PromptTuningMethod):
-    def run(self, ctx: Context) -> dict[str, Any]:
-        res = ppt_source(ctx)
-        metrics = tune_from(ctx, res.target, "ppt")
-        metrics["source"] = source_cost(res)
-        return metrics
-
-
-register(PPTMethod("ppt", "PPT", "soft prompt pre-trained on self-supervised sentence-pair tasks, then few-shot PT"))
+register(TransferMethod("ppt", "PPT", "soft prompt pre-trained on self-supervised sentence-pair tasks, then few-shot PT",
+                        source=ppt_source))

@@ -17,22 +17,20 @@ initialises prompt tuning on the target's few-shot data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from synthpt.methods import register
-from synthpt.methods.base import Context, PromptTuningMethod
+from synthpt.methods.base import Context
 from synthpt.methods.baselines.common import (
+    TransferMethod,
     data_dir_key,
     option,
     pt_key,
-    source_cost,
     source_pt_config,
     source_rows,
     source_stage,
     source_task_for,
     train_source_prompt,
-    tune_from,
 )
 
 
@@ -52,13 +50,5 @@ def spot_source(ctx: Context) -> Any:
     return source_stage(ctx, "spot-source", f"spot-{src.name}-{ctx.model}", key, build)
 
 
-@dataclass
-class SPoTMethod(PromptTuningMethod):
-    def run(self, ctx: Context) -> dict[str, Any]:
-        res = spot_source(ctx)
-        metrics = tune_from(ctx, res.target, "spot")
-        metrics["source"] = source_cost(res)
-        return metrics
-
-
-register(SPoTMethod("spot", "SPoT", "prompt transferred from a source task's full data, then few-shot PT"))
+register(TransferMethod("spot", "SPoT", "prompt transferred from a source task's full data, then few-shot PT",
+                        source=spot_source))
