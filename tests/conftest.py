@@ -59,3 +59,30 @@ def tiny_gpt2():
     from synthpt.models import load_backbone
 
     return load_backbone("tiny-gpt2")
+
+
+def _lines(path: Path) -> int:
+    try:
+        return len(path.read_bytes().splitlines())
+    except OSError:
+        return 0
+
+
+def _run_and_kill(cmd: list[str], watch: Path, at_line: int) -> None:
+    """Start ``cmd``, SIGKILL it once ``watch`` has ``at_line`` lines (or it exits by itself)."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.time() + 300
+    while proc.poll() is None and _lines(watch) < at_line and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.fixture(scope="session")
+def run_and_kill():
+    """The kill-at-a-random-moment helper of the resume tests."""
+    return _run_and_kill

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,28 +21,12 @@ def _cmd(split: Path, data_dir: Path, out: Path) -> list[str]:
             "--prompt-length", "10", "--max-length", "128", "--max-eval", "40", "--out", str(out)]
 
 
-def _lines(path: Path) -> int:
-    try:
-        return len(path.read_text().splitlines())
-    except OSError:
-        return 0
-
-
-def _run_and_kill(cmd: list[str], log: Path, at_step: int) -> None:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    deadline = time.time() + 300
-    while proc.poll() is None and _lines(log) < at_step and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-
-
-def test_prompt_tune_kill_and_resume_is_bitwise_identical(rte_split, data_dir, tmp_path):
+def test_prompt_tune_kill_and_resume_is_bitwise_identical(rte_split, data_dir, tmp_path, run_and_kill):
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     subprocess.run(_cmd(rte_split, data_dir, ref), check=True, capture_output=True, timeout=600)
     rng = random.Random(1234)
     for at in sorted(rng.sample(range(3, 58), 2)):  # two kills at random steps
-        _run_and_kill(_cmd(rte_split, data_dir, cut), cut / "log.jsonl", at)
+        run_and_kill(_cmd(rte_split, data_dir, cut), cut / "log.jsonl", at)
         assert not (cut / "metrics.json").exists()
     r = subprocess.run(_cmd(rte_split, data_dir, cut), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -8,12 +8,9 @@ SIGKILL writes exactly the JSONL of an uninterrupted run (same rows, same order,
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -32,35 +29,18 @@ def mrpc_split(data_dir, tmp_path_factory) -> Path:
     return out
 
 
-def _lines(path: Path) -> int:
-    try:
-        return len(path.read_bytes().splitlines())
-    except OSError:
-        return 0
-
-
-def _run_and_kill(cmd: list[str], watch: Path, at_line: int) -> None:
-    """Start ``cmd``, SIGKILL it once ``watch`` has ``at_line`` lines (or it exits by itself)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    deadline = time.time() + 300
-    while proc.poll() is None and _lines(watch) < at_line and time.time() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-
-
 def _tune_cmd(split: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "synthpt", "generator", "tune", "--task", "mrpc", "--data", str(split),
             "--model", "tiny-gpt2", "--mode", "dawgen", "--max-steps", str(STEPS), "--checkpoint-every", "3",
             "--batch-size", "2", "--prompt-length", "4", "--max-length", "32", "--seed", "3", "--out", str(out)]
 
 
-def test_generator_tune_kill_and_resume_is_bitwise_identical(mrpc_split, tmp_path):
+def test_generator_tune_kill_and_resume_is_bitwise_identical(mrpc_split, tmp_path, run_and_kill):
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     subprocess.run(_tune_cmd(mrpc_split, ref), check=True, capture_output=True, timeout=600)
     rng = random.Random(7)
     for at in sorted(rng.sample(range(2, STEPS - 2), 2)):  # two kills at random steps
-        _run_and_kill(_tune_cmd(mrpc_split, cut), cut / "log.jsonl", at)
+        run_and_kill(_tune_cmd(mrpc_split, cut), cut / "log.jsonl", at)
         assert not (cut / "generator.json").exists()
     r = subprocess.run(_tune_cmd(mrpc_split, cut), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -95,13 +75,13 @@ def _gen_cmd(gen: Path, out: Path) -> list[str]:
             "--consistency-margin=-inf", "--near-dup-threshold", "2"]
 
 
-def test_generate_kill_and_resume_writes_the_same_jsonl(tuned, tmp_path):
+def test_generate_kill_and_resume_writes_the_same_jsonl(tuned, tmp_path, run_and_kill):
     ref, cut = tmp_path / "ref.jsonl", tmp_path / "cut.jsonl"
     subprocess.run(_gen_cmd(tuned, ref), check=True, capture_output=True, timeout=600)
     ref_rows = ref.read_text().splitlines()
     assert len(ref_rows) == 80
     at = random.Random(11).randrange(10, 60)
-    _run_and_kill(_gen_cmd(tuned, cut), cut, at)
+    run_and_kill(_gen_cmd(tuned, cut), cut, at)
     assert not cut.with_name(cut.name + ".report.json").exists(), "killed too late to test resuming"
     r = subprocess.run(_gen_cmd(tuned, cut), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]

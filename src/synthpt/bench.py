@@ -307,7 +307,7 @@ def eval_speedup_vs_generate(n: int = 64, batch_size: int = 32, dtype: torch.dty
                              reps: int = 3) -> dict[str, Any]:
     from synthpt.evaluate import predict
     from synthpt.prompt_tuning.soft_prompt import init_from_vocab
-    from synthpt.prompt_tuning.verbalizer import Encoder, _pad, _with_prompt
+    from synthpt.prompt_tuning.verbalizer import Encoder, _with_prompt, pad_right
     from synthpt.tasks import get_task
 
     task = get_task("sst2")  # real label words ("negative"/"positive"): several tokens each
@@ -325,7 +325,7 @@ def eval_speedup_vs_generate(n: int = 64, batch_size: int = 32, dtype: torch.dty
         preds = []
         for s in range(0, len(ids), batch_size):
             chunk = ids[s : s + batch_size]
-            x, m = _pad(chunk, bb.tokenizer.pad_token_id)
+            x, m = pad_right(chunk, bb.tokenizer.pad_token_id)
             emb, att = _with_prompt(bb, x.to(bb.device), m.to(bb.device), prompt)
             out = bb.model.generate(inputs_embeds=emb, attention_mask=att, max_new_tokens=max_new, do_sample=False,
                                     num_beams=1)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from synthpt.errors import fail
 from synthpt.models import Backbone
+from synthpt.prompt_tuning.verbalizer import pad_right
 from synthpt.tasks import Task
 
 
@@ -112,16 +113,6 @@ def upcast(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
-def _pad_right(seqs: list[list[int]], pad: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    width = width or max(1, max(len(s) for s in seqs))
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
 @dataclass
 class Scored:
     token_logp: torch.Tensor  # (R, T) log p(x_j | x_<j; prompt_r) at target positions (0 at padding)
@@ -140,7 +131,7 @@ def _score_causal(bb: Backbone, ctx: list[list[int]], tgt: list[list[int]], prom
     dev = bb.device
     n = prompts.shape[1]
     pad = bb.tokenizer.pad_token_id
-    ids, mask = _pad_right([c + t for c, t in zip(ctx, tgt)], pad)
+    ids, mask = pad_right([c + t for c, t in zip(ctx, tgt)], pad)
     ids, mask = ids.to(dev), mask.to(dev)
     embeds = torch.cat([prompts.to(bb.model.dtype), bb.embed(ids)], dim=1)
     attn = torch.cat([torch.ones(ids.shape[0], n, dtype=mask.dtype, device=dev), mask], dim=1)
@@ -165,12 +156,12 @@ def _score_seq2seq(bb: Backbone, ctx: list[list[int]], tgt: list[list[int]], pro
     dev = bb.device
     n = prompts.shape[1]
     pad = bb.tokenizer.pad_token_id
-    ids, mask = _pad_right(ctx, pad)
+    ids, mask = pad_right(ctx, pad)
     ids, mask = ids.to(dev), mask.to(dev)
     embeds = torch.cat([prompts.to(bb.model.dtype), bb.embed(ids)], dim=1)
     attn = torch.cat([torch.ones(ids.shape[0], n, dtype=mask.dtype, device=dev), mask], dim=1)
     start = bb.model.config.decoder_start_token_id
-    labels, tmask = _pad_right(tgt, pad)
+    labels, tmask = pad_right(tgt, pad)
     dec = torch.cat([torch.full((len(tgt), 1), start, dtype=torch.long), labels[:, :-1]], dim=1)
     labels, tmask, dec = labels.to(dev), tmask.to(dev), dec.to(dev)
     out = bb.model(inputs_embeds=embeds, attention_mask=attn, decoder_input_ids=dec,

@@ -153,8 +153,9 @@ def _is_main() -> bool:
     return distributed.is_main()
 
 
-def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
+def pad_right(seqs: list[list[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and attention mask (the layout every forward in synthpt uses)."""
+    width = width or max(1, max(len(s) for s in seqs))
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
@@ -198,7 +199,7 @@ def _causal_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor 
         rows_prompt = prompt
         if prompt is not None and prompt.dim() == 3:
             rows_prompt = prompt.repeat_interleave(L, dim=0)
-    ids, mask = _pad(seqs, bb.tokenizer.pad_token_id)
+    ids, mask = pad_right(seqs, bb.tokenizer.pad_token_id)
     ids, mask = ids.to(dev), mask.to(dev)
     embeds, attn = _with_prompt(bb, ids, mask, rows_prompt)
     hidden = bb.model.base_model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
@@ -229,7 +230,7 @@ def _causal_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor 
 def _seq2seq_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
     bb = encoder.backbone
     dev = bb.device
-    ids, mask = _pad(ctx, bb.tokenizer.pad_token_id)
+    ids, mask = pad_right(ctx, bb.tokenizer.pad_token_id)
     ids, mask = ids.to(dev), mask.to(dev)
     embeds, attn = _with_prompt(bb, ids, mask, prompt)
     start = bb.model.config.decoder_start_token_id

@@ -26,6 +26,7 @@ from typing import Any
 from synthpt.methods import register
 from synthpt.methods.base import Context, Method
 from synthpt.methods.baselines.common import frozen_backbone, option, splits
+from synthpt.prompt_tuning.recipe import balanced_subset
 from synthpt.prompt_tuning.verbalizer import Encoder
 from synthpt.tasks import Task
 
@@ -37,24 +38,9 @@ def _same_text(a: dict[str, Any], b: dict[str, Any], task: Task) -> bool:
 def select_demos(train: list[dict[str, Any]], task: Task, k: int, seed: int,
                  query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """``k`` demonstrations balanced over labels (seeded); never the query itself."""
-    rng = random.Random(seed)
-    by_label: dict[str, list[dict[str, Any]]] = {lab: [] for lab in task.labels}
-    for ex in train:
-        if query is not None and _same_text(ex, query, task):
-            continue
-        by_label.setdefault(ex["label"], []).append(ex)
-    for rows in by_label.values():
-        rng.shuffle(rows)
-    out: list[dict[str, Any]] = []
-    while len(out) < k:
-        took = False
-        for lab in task.labels:
-            if by_label[lab] and len(out) < k:
-                out.append(by_label[lab].pop())
-                took = True
-        if not took:
-            break
-    rng.shuffle(out)  # labels interleaved, not in a fixed label order
+    pool = [ex for ex in train if query is None or not _same_text(ex, query, task)]
+    out = list(balanced_subset(pool, task, k, seed))
+    random.Random(seed).shuffle(out)  # labels interleaved, not in a fixed label order
     return out
 
 

@@ -197,9 +197,9 @@ class OptimaTrainer:
         return self._ids[(side, i)]
 
     def features(self, ids: list[list[int]]) -> torch.Tensor:
-        from synthpt.prompt_tuning.verbalizer import _pad
+        from synthpt.prompt_tuning.verbalizer import pad_right
 
-        x, m = _pad(ids, self.bb.tokenizer.pad_token_id)
+        x, m = pad_right(ids, self.bb.tokenizer.pad_token_id)
         x, m = x.to(self.bb.device), m.to(self.bb.device).float()
         with torch.no_grad():
             e = self.bb.model.get_input_embeddings()(x).float()
