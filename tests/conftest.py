@@ -86,3 +86,13 @@ def _run_and_kill(cmd: list[str], watch: Path, at_line: int) -> None:
 def run_and_kill():
     """The kill-at-a-random-moment helper of the resume tests."""
     return _run_and_kill
+
+
+@pytest.fixture
+def deterministic_kernels(monkeypatch: pytest.MonkeyPatch):
+    """SYNTHPT_DETERMINISTIC=1 for the commands a test runs (in process or as subprocesses), and the
+    process-wide ``torch.use_deterministic_algorithms`` switch put back afterwards."""
+    monkeypatch.setenv("SYNTHPT_DETERMINISTIC", "1")
+    before = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(before)

@@ -14,6 +14,10 @@ from safetensors.torch import load_file
 FEWGEN_RTE = "fewgen-synthetic/RTE/gen-train.json"
 
 
+# bitwise claims hold on CPU as is; on CUDA they need deterministic kernels (cli.deterministic_kernels)
+pytestmark = pytest.mark.usefixtures("deterministic_kernels")
+
+
 def _cmd(split: Path, data_dir: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "synthpt", "prompt-tune", "--task", "rte", "--data", str(split), "--model", "tiny-t5",
             "--synthetic", str(data_dir / FEWGEN_RTE), "--strategy", "paired", "--gradient-surgery",

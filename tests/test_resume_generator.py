@@ -19,6 +19,10 @@ from safetensors.torch import load_file
 STEPS = 12
 
 
+# bitwise claims hold on CPU as is; on CUDA they need deterministic kernels (cli.deterministic_kernels)
+pytestmark = pytest.mark.usefixtures("deterministic_kernels")
+
+
 @pytest.fixture(scope="module")
 def mrpc_split(data_dir, tmp_path_factory) -> Path:
     from synthpt.data import make_split

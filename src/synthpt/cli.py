@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import errno
 import json
+import os
 import sys
 import types
 import typing
@@ -308,7 +309,23 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(ns, "func", None):
         parser.print_help()
         return 0
+    deterministic_kernels()
     return run(ns.func, ns)
+
+
+def deterministic_kernels() -> None:
+    """With SYNTHPT_DETERMINISTIC=1, only deterministic kernels run (``torch.use_deterministic_algorithms``).
+
+    On a CPU synthpt is bitwise reproducible as it is: same command, same bits, and a run killed and
+    resumed ends bitwise equal to an uninterrupted one.  On CUDA, cuBLAS split reductions and the
+    fused attention backward add in a varying order, so two runs drift apart by rounding; this switch
+    (slower) makes them bitwise equal there too.  Set before the first CUDA call, as here."""
+    if os.environ.get("SYNTHPT_DETERMINISTIC", "").strip().lower() not in ("1", "true", "yes"):
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    import torch
+
+    torch.use_deterministic_algorithms(True)
 
 
 if __name__ == "__main__":

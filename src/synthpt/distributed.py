@@ -26,7 +26,14 @@ def state() -> Any:
         return None
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=use_cpu())
+
+
+def use_cpu() -> bool:
+    """CPU when no GPU is visible or the launcher asked for it (``accelerate launch --cpu`` sets
+    ACCELERATE_USE_CPU): N CPU processes on a one-GPU machine must not all open that GPU."""
+    flag = os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes")
+    return flag or not torch.cuda.is_available()
 
 
 def world_size() -> int:
@@ -49,7 +56,7 @@ def device(default: str | None = None) -> torch.device:
         return s.device
     if default:
         return torch.device(default)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device("cpu" if use_cpu() else "cuda")
 
 
 def shard(items: list[T]) -> list[T]:

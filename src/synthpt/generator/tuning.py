@@ -26,6 +26,7 @@ lookahead on its slice, and the gradients of W and Q are all-reduced (averaged) 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -134,6 +135,15 @@ def init_label_prompts(bb: Backbone, task: Task, length: int, seed: int, from_wo
     return out
 
 
+def math_attention() -> contextlib.AbstractContextManager:
+    """SDPA restricted to its math backend, which is built from differentiable ops and so has the
+    second derivative that the fused flash / memory-efficient kernels lack (CUDA and CPU alike)."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: fused kernels are picked only when no grad-of-grad is asked
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.MATH])
+
 
 class GeneratorTrainer:
     """Holds Q (L label prompts), W and their optimizers; ``step`` is one (bi-level) update."""
@@ -156,6 +166,9 @@ class GeneratorTrainer:
         if self.weighted and hasattr(bb.model, "set_attn_implementation"):
             if getattr(bb.model.config, "_attn_implementation", "eager") != "eager":
                 bb.model.set_attn_implementation("eager")  # SDPA kernels have no double backward
+        # models that call SDPA whatever the setting (seen: T5 on CUDA, "derivative for
+        # aten::_scaled_dot_product_efficient_attention_backward is not implemented") are kept
+        # on SDPA's math backend during weighted steps, see ``math_attention``
         dev = bb.device
         self.Q = nn.Parameter(init_label_prompts(bb, task, cfg.prompt_length, cfg.seed,
                                                  cfg.init_from_label_words).to(dev))
@@ -229,6 +242,12 @@ class GeneratorTrainer:
 
     def step(self, step: int) -> dict[str, Any]:
         """One update of Q (and, in weighted modes, W) on the batch of ``step``."""
+        if not self.weighted:
+            return self._step(step)
+        with math_attention():
+            return self._step(step)
+
+    def _step(self, step: int) -> dict[str, Any]:
         cfg = self.cfg
         dev = self.bb.device
         ctx, tgt, y, s = self.forward_own(step)
