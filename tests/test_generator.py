@@ -12,7 +12,7 @@ import torch
 
 from synthpt.data import load_file, write_jsonl
 from synthpt.generator import GenerationConfig, GeneratorConfig, run_generation, run_generator_tuning
-from synthpt.generator.generation import Filters, Sampler
+from synthpt.generator.generation import Filters, LineEnd, Sampler, first_line
 from synthpt.generator.losses import disc_loss, dist_loss, token_weights, weighted_lm_loss
 from synthpt.generator.tuning import GeneratorTrainer
 from synthpt.models import load_backbone
@@ -260,3 +260,16 @@ def test_cli_tune_and_generate(tmp_path, model, mode, capsys):
     assert ds.num_rows == 8 and {"text1", "text2", "label"} <= set(ds.column_names)
     assert main(["generator", "tune", "--task", "mrpc", "--data", str(d), "--model", model, "--mode", "bogus",
                  "--out", str(tmp_path / "x")]) == 2
+
+
+def test_texts_end_at_their_first_line():
+    """Default generation keeps one line (as every real example is): the first non-blank one,
+    and the stopping criterion ends a row only at a line end that follows some text."""
+    assert first_line("\n\n  a good film \nMovie review: another") == "a good film"
+    assert first_line("one line") == "one line" and first_line(" \n \n") == ""
+    tok = load_backbone("tiny-gpt2").tokenizer
+    rows = ["\nstill going", "done here\nand more", "no end yet"]
+    ids = [tok(r, add_special_tokens=False)["input_ids"] for r in rows]
+    width = max(map(len, ids))
+    batch = torch.tensor([i + [tok.pad_token_id] * (width - len(i)) for i in ids])
+    assert LineEnd(tok)(batch, torch.zeros(3, 1)).tolist() == [False, True, False]

@@ -82,7 +82,8 @@ def generation_speedup(model: str = "tiny-gpt2", n: int = 32, max_new_tokens: in
     train = _mrpc_train(data_dir)
     bb = load_backbone(model)
     prompts = init_label_prompts(bb, task, 20, 0, True)
-    cfg = GenerationConfig(batch_size=n, max_new_tokens=max_new_tokens)
+    # multi_line: rows run to EOS / max_new_tokens in both modes (no early line-end stop in the loop only)
+    cfg = GenerationConfig(batch_size=n, max_new_tokens=max_new_tokens, multi_line=True)
     s = Sampler(bb, task, prompts, cfg, 128)
     ctx = [s.enc.context(train[i % len(train)], max_new_tokens + 1) for i in range(n)]
     eos = s.enc.eos

@@ -25,6 +25,7 @@ GEN_HELP = {
 }
 
 GENERATE_HELP = {
+    "multi_line": "keep generated texts past their first line (default: each text ends at its first line end)",
     "n_per_label": "examples to keep per label (after filtering)",
     "batch_size": "candidates sampled per generate call",
     "max_new_tokens": "maximum tokens of a generated text",

@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from synthpt import distributed as dist
 from synthpt.errors import fail
@@ -68,6 +69,7 @@ class GenerationConfig:
     max_attempts_factor: int = 10  # give up on a label after n_per_label × this many candidates
     seed: int = 42
     first_texts: str = "data"  # pair tasks: "data" | "generator" | path to a corpus file (one text a line)
+    multi_line: bool = False  # keep texts past their first line (default: stop each row at its first line end)
 
     def validate(self) -> None:
         for name in ("n_per_label", "batch_size", "max_new_tokens", "max_words", "dedup_ngram", "max_attempts_factor"):
@@ -173,6 +175,24 @@ def round_seed(seed: int, label_index: int, round_index: int, rank: int = 0) -> 
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
 
 
+def first_line(text: str) -> str:
+    """The first non-empty line: the real examples of every built-in task are one line each, and a
+    small generator that goes on past a line end writes another item, not more of this one."""
+    return next((ln.strip() for ln in text.split("\n") if ln.strip()), "")
+
+
+class LineEnd(StoppingCriteria):
+    """Stopping criterion: a row is done once its text has a line end after some non-blank text
+    (a leading newline does not stop it).  Saves the tokens ``first_line`` would cut anyway."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tok = tokenizer
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        texts = self.tok.batch_decode(input_ids, skip_special_tokens=True)
+        return torch.tensor(["\n" in t.lstrip() for t in texts], dtype=torch.bool, device=input_ids.device)
+
+
 class Sampler:
     """Batched, KV-cached sampling of one label's candidates."""
 
@@ -204,6 +224,8 @@ class Sampler:
         kwargs: dict[str, Any] = dict(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                                       repetition_penalty=cfg.repetition_penalty, max_new_tokens=cfg.max_new_tokens,
                                       pad_token_id=self.pad, eos_token_id=self.enc.eos, use_cache=True)
+        if not cfg.multi_line:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([LineEnd(bb.tokenizer)])
         with torch.no_grad():
             out = bb.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
         return [bb.tokenizer.decode(o, skip_special_tokens=True).strip() for o in out]
@@ -218,12 +240,12 @@ class Sampler:
             lead_ids = self.enc._ids(lead.rstrip(" ")) + ([self.enc.eos] if self.bb.is_seq2seq else [])
             texts = self._generate(label_index, [lead_ids or [self.enc.eos]] * len(rows), seed ^ 0x5EED)
             for r, t in zip(rows, texts):
-                r[task.fields[0]] = t.split("\n")[0].strip()
+                r[task.fields[0]] = first_line(t)
         ctx = [self.enc.context(r, self.cfg.max_new_tokens + 1) for r in rows]
         texts = self._generate(label_index, ctx, seed)
         lab = task.labels[label_index]
-        return [{**{f: r[f] for f in task.fields[:-1]}, field: t.split("\n")[0].strip() if task.is_pair else t.strip(),
-                 "label": lab} for r, t in zip(rows, texts)]
+        cut = (lambda t: t.strip()) if self.cfg.multi_line and not task.is_pair else first_line
+        return [{**{f: r[f] for f in task.fields[:-1]}, field: cut(t), "label": lab} for r, t in zip(rows, texts)]
 
     @torch.no_grad()
     def consistency(self, examples: list[dict[str, Any]]) -> list[float]:
