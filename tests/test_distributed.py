@@ -66,3 +66,22 @@ def test_generate_two_processes_distinct_examples(data_dir, tmp_path):
     assert {lab: len(v) for lab, v in by_label.items()} == {"0": 20, "1": 20}
     keys = [(r["text1"], r["text2"], r["label"]) for r in rows]
     assert len(set(keys)) == len(keys)
+
+
+def test_generator_tune_two_processes(rte_split, tmp_path):
+    """DawGen's bi-level step under two processes: each takes half of every balanced batch, the W and Q
+    gradients are averaged across them, only the main process writes (one log line per step)."""
+    from synthpt.generator.tuning import read_generator_meta
+
+    out = tmp_path / "gen2"
+    _run([_accelerate(), "launch", "--cpu", "--num_processes", "2", "-m", "synthpt", "generator", "tune",
+          "--task", "rte", "--data", str(rte_split), "--model", "tiny-gpt2", "--mode", "dawgen",
+          "--max-steps", "3", "--batch-size", "4", "--prompt-length", "4", "--max-length", "48",
+          "--out", str(out)])
+    log = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    assert all(r["L_disc"] is not None and r["L_dist"] is not None for r in log)
+    q = load_file(str(out / "prompts.safetensors"))
+    w = load_file(str(out / "weight_net.safetensors"))
+    assert all(bool(t.isfinite().all()) for t in [*q.values(), *w.values()])
+    assert read_generator_meta(out)["task"]["name"] == "rte"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -97,3 +98,32 @@ def test_generator_tuning_stops_or_skips_on_nan(rte, tiny_gpt2, tmp_path, monkey
     hist = tr.fit()
     assert [bool(r.get("skipped")) for r in hist] == [False, True, False]
     assert torch.isfinite(tr.Q).all() and all(torch.isfinite(p).all() for p in tr.W.parameters())
+
+
+def test_skipped_dawgen_batch_leaves_weight_net_untouched(rte, tiny_gpt2, monkeypatch):
+    """W steps before Q in a bi-level step; when only the Q loss turns out non-finite and the batch is
+    skipped, W and its Adam moments must be exactly as before the batch (nothing of it is learnt)."""
+    from synthpt.generator.tuning import GeneratorConfig, GeneratorTrainer
+
+    task, splits = rte
+    cfg = GeneratorConfig(mode="dawgen", max_steps=2, prompt_length=4, max_length=32, batch_size=2,
+                          skip_nonfinite=True)
+    tr = GeneratorTrainer(task, tiny_gpt2, cfg, splits["train"], progress=False)
+    tr.step(0)
+    w0 = {k: v.clone() for k, v in tr.W.state_dict().items()}
+    m0 = [{k: v.clone() for k, v in st.items() if torch.is_tensor(v)} for st in tr.opt_w.state_dict()["state"].values()]
+    q0 = tr.Q.detach().clone()
+    real, calls = tr.dawgen_loss, []
+
+    def nan_in_q_step(*args):
+        loss, l_wgen, l_dist = real(*args)
+        calls.append(1)
+        return (loss * float("nan"), l_wgen, l_dist) if len(calls) == 2 else (loss, l_wgen, l_dist)  # 2nd: Q step
+
+    monkeypatch.setattr(tr, "dawgen_loss", nan_in_q_step)
+    rec = tr.step(1)
+    assert rec["skipped"] == "non-finite L_DawGen" and len(calls) == 2 and math.isfinite(rec["L_disc"])
+    assert all(torch.equal(w0[k], v) for k, v in tr.W.state_dict().items())
+    m1 = [{k: v for k, v in st.items() if torch.is_tensor(v)} for st in tr.opt_w.state_dict()["state"].values()]
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(m0, m1) for k in a)
+    assert torch.equal(q0, tr.Q.detach())

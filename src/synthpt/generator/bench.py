@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from synthpt import distributed as dist
 from synthpt.models import load_backbone
 from synthpt.tasks import get_task
 
@@ -59,7 +60,7 @@ def dawgen_step_ratio(model: str = "tiny-gpt2", batch_size: int = 8, reps: int =
     train = _mrpc_train(data_dir)
     times = {}
     for mode, eager in (("dawgen", True), ("plain", False), ("plain", True)):
-        bb = load_backbone(model)
+        bb = load_backbone(model, device=dist.device())
         if eager and hasattr(bb.model, "set_attn_implementation"):
             bb.model.set_attn_implementation("eager")
         cfg = GeneratorConfig(mode=mode, batch_size=batch_size, max_length=max_length, max_steps=10 ** 6)
@@ -70,7 +71,7 @@ def dawgen_step_ratio(model: str = "tiny-gpt2", batch_size: int = 8, reps: int =
             "dawgen_step_s": round(times[("dawgen", True)], 4), "plain_step_s": round(times[("plain", False)], 4),
             "ratio_vs_eager_plain": round(times[("dawgen", True)] / times[("plain", True)], 3),
             "model": model, "batch_size": batch_size, "max_length": max_length, "reps": reps,
-            "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu"))}
+            "device": str(bb.device)}
 
 
 def generation_speedup(model: str = "tiny-gpt2", n: int = 32, max_new_tokens: int = 32,
@@ -80,7 +81,7 @@ def generation_speedup(model: str = "tiny-gpt2", n: int = 32, max_new_tokens: in
 
     task = get_task("mrpc")
     train = _mrpc_train(data_dir)
-    bb = load_backbone(model)
+    bb = load_backbone(model, device=dist.device())
     prompts = init_label_prompts(bb, task, 20, 0, True)
     # multi_line: rows run to EOS / max_new_tokens in both modes (no early line-end stop in the loop only)
     cfg = GenerationConfig(batch_size=n, max_new_tokens=max_new_tokens, multi_line=True)

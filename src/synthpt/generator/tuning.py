@@ -27,6 +27,7 @@ lookahead on its slice, and the gradients of W and Q are all-reduced (averaged) 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import time
@@ -254,6 +255,7 @@ class GeneratorTrainer:
         nll, mask = -s.token_logp, s.mask
         rec: dict[str, Any] = {"step": step + 1}
         l_disc_val = None
+        saved_w = None
         if not self.weighted:
             loss, l_wgen, l_dist = self.dawgen_loss(nll, s.hidden, mask, y, None)
         else:
@@ -263,6 +265,8 @@ class GeneratorTrainer:
             gw = [torch.zeros_like(p) if gi is None else gi for gi, p in zip(gw, self.W.parameters())]
             gw = self._reduce(gw)
             l_disc_val = float(l_disc.detach())
+            # a batch skipped below must leave W as it found it: keep W and Adam's moments to put back
+            saved_w = copy.deepcopy((self.W.state_dict(), self.opt_w.state_dict())) if cfg.skip_nonfinite else None
             if all(torch.isfinite(gi).all() for gi in gw) and math.isfinite(l_disc_val):
                 for p, gi in zip(self.W.parameters(), gw):
                     p.grad = gi.detach()
@@ -283,6 +287,9 @@ class GeneratorTrainer:
             term = bad[0] if bad else "gradient of Q"
             if cfg.skip_nonfinite:
                 rec["skipped"] = f"non-finite {term}"
+                if self.weighted and saved_w is not None:  # W stepped on this batch: undo it
+                    self.W.load_state_dict(saved_w[0])
+                    self.opt_w.load_state_dict(saved_w[1])
                 return rec
             raise fail(f"non-finite {term} at step {step + 1} (use --skip-nonfinite to skip such batches)")
         self.Q.grad = gq.detach()
