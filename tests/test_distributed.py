@@ -23,6 +23,17 @@ def _accelerate() -> str:
     return str(local) if local.exists() else "accelerate"
 
 
+def _launch(*args: str) -> list[str]:
+    """``accelerate launch --cpu`` with 2 processes on a port of its own (tests may run side by side)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return [_accelerate(), "launch", "--cpu", "--num_processes", "2", "--main_process_port", str(port),
+            "-m", "synthpt", *args]
+
+
 def _run(cmd: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -36,8 +47,7 @@ def test_prompt_tune_two_processes_equals_one(rte_split, data_dir, tmp_path):
             "--max-steps", "6", "--batch-size", "8", "--seed", "1", "--prompt-length", "10",
             "--max-length", "128", "--max-eval", "40", "--eval-every", "3"]
     _run([sys.executable, "-m", "synthpt", *args, "--out", str(tmp_path / "one")])
-    _run([_accelerate(), "launch", "--cpu", "--num_processes", "2", "-m", "synthpt", *args,
-          "--out", str(tmp_path / "two")])
+    _run(_launch(*args, "--out", str(tmp_path / "two")))
     one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
     assert one["processes"] == 1 and two["processes"] == 2
     a = load_file(str(tmp_path / "one" / "adapter_model.safetensors"))["prompt_embeddings"]
@@ -58,9 +68,8 @@ def test_generate_two_processes_distinct_examples(data_dir, tmp_path):
     run_generator_tuning(task, split, "tiny-gpt2", gen, GeneratorConfig(mode="plain", max_steps=2, max_length=64),
                          progress=False)
     out = tmp_path / "syn.jsonl"
-    _run([_accelerate(), "launch", "--cpu", "--num_processes", "2", "-m", "synthpt", "generate",
-          "--generator", str(gen), "--n-per-label", "20", "--max-new-tokens", "24", "--batch-size", "8",
-          "--out", str(out)])
+    _run(_launch("generate", "--generator", str(gen), "--n-per-label", "20", "--max-new-tokens", "24",
+                 "--batch-size", "8", "--out", str(out)))
     rows = load_file(out, task)
     by_label = {lab: [r for r in rows if r["label"] == lab] for lab in task.labels}
     assert {lab: len(v) for lab, v in by_label.items()} == {"0": 20, "1": 20}
@@ -74,10 +83,9 @@ def test_generator_tune_two_processes(rte_split, tmp_path):
     from synthpt.generator.tuning import read_generator_meta
 
     out = tmp_path / "gen2"
-    _run([_accelerate(), "launch", "--cpu", "--num_processes", "2", "-m", "synthpt", "generator", "tune",
-          "--task", "rte", "--data", str(rte_split), "--model", "tiny-gpt2", "--mode", "dawgen",
-          "--max-steps", "3", "--batch-size", "4", "--prompt-length", "4", "--max-length", "48",
-          "--out", str(out)])
+    _run(_launch("generator", "tune", "--task", "rte", "--data", str(rte_split), "--model", "tiny-gpt2",
+                 "--mode", "dawgen", "--max-steps", "3", "--batch-size", "4", "--prompt-length", "4",
+                 "--max-length", "48", "--out", str(out)))
     log = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]
     assert all(r["L_disc"] is not None and r["L_dist"] is not None for r in log)
