@@ -320,7 +320,9 @@ def deterministic_kernels() -> None:
     resumed ends bitwise equal to an uninterrupted one.  On CUDA, cuBLAS split reductions and the
     fused attention backward add in a varying order, so two runs drift apart by rounding; this switch
     (slower) makes them bitwise equal there too.  Set before the first CUDA call, as here."""
-    if os.environ.get("SYNTHPT_DETERMINISTIC", "").strip().lower() not in ("1", "true", "yes"):
+    from synthpt.distributed import env_flag
+
+    if not env_flag("SYNTHPT_DETERMINISTIC"):
         return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     import torch

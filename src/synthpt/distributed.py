@@ -29,11 +29,15 @@ def state() -> Any:
     return PartialState(cpu=use_cpu())
 
 
+def env_flag(name: str) -> bool:
+    """An on/off environment switch (1 / true / yes, any case)."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
 def use_cpu() -> bool:
     """CPU when no GPU is visible or the launcher asked for it (``accelerate launch --cpu`` sets
     ACCELERATE_USE_CPU): N CPU processes on a one-GPU machine must not all open that GPU."""
-    flag = os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes")
-    return flag or not torch.cuda.is_available()
+    return env_flag("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
 
 
 def world_size() -> int:

@@ -287,7 +287,7 @@ class GeneratorTrainer:
             term = bad[0] if bad else "gradient of Q"
             if cfg.skip_nonfinite:
                 rec["skipped"] = f"non-finite {term}"
-                if self.weighted and saved_w is not None:  # W stepped on this batch: undo it
+                if saved_w is not None:  # W stepped on this batch: undo it
                     self.W.load_state_dict(saved_w[0])
                     self.opt_w.load_state_dict(saved_w[1])
                 return rec
