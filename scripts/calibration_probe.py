@@ -25,6 +25,11 @@ from synthpt.prompt_tuning.verbalizer import Encoder
 from synthpt.tasks import get_task
 
 
+def label_prior(enc: Encoder, rows: list[dict], prompt: torch.Tensor | None) -> torch.Tensor:
+    """log of the mean label distribution the (prompted) model gives ``rows``."""
+    return torch.log_softmax(predict(enc, rows, prompt), -1).exp().mean(0).log()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--task", required=True)
@@ -44,12 +49,9 @@ def main() -> None:
         name, path = item.split("=", 1)
         prompt = None if path == "none" else load_peft_prompt(path)[0]
         enc = Encoder(task, bb, max_length=ns.max_length, prompt_length=0 if prompt is None else prompt.shape[0])
-
-        def prior(rows: list[dict], enc: Encoder = enc, prompt: torch.Tensor | None = prompt) -> torch.Tensor:
-            return torch.log_softmax(predict(enc, rows, prompt), -1).exp().mean(0).log()
-
         s = torch.log_softmax(predict(enc, test, prompt), -1)
-        for how, p in (("raw", torch.zeros(len(task.labels))), ("cf", prior(content_free)), ("devmean", prior(dev))):
+        for how, p in (("raw", torch.zeros(len(task.labels))), ("cf", label_prior(enc, content_free, prompt)),
+                       ("devmean", label_prior(enc, dev, prompt))):
             m = compute_metrics(task, gold, (s - p).argmax(-1).tolist())
             print(f"{name:10s} {how:8s} " + " ".join(f"{k} {v:.3f}" for k, v in m.items() if k != "n")
                   + "  prior " + " ".join(f"{v:.2f}" for v in p.exp().tolist()), flush=True)
