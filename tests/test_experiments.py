@@ -263,3 +263,19 @@ def test_run_flags_win_over_method_knobs_but_config_does_not(tmp_path, fake_gen)
     assert (cfg.label_smoothing, cfg.lr, cfg.seed, cfg.max_steps) == (0.1, 0.05, 13, 100)
     with pytest.raises(SynthptError, match=r"--set prompt_tuning\.lr: expected float"):
         st.set("prompt_tuning.lr", "abc", where="--set prompt_tuning.lr")
+
+
+def test_set_replaces_a_grid_axis():
+    """``--seeds`` narrows the config's list; ``--set seeds=[...]`` replaces it (new seeds, new tasks)."""
+    from synthpt.experiments.config import load_settings, parse_value
+
+    st = load_settings(None)
+    st.seeds, st.tasks = [42], ["rte"]
+    st.set("seeds", parse_value("[13, 21]"), where="--set seeds")
+    st.set("tasks", parse_value("mrpc"), where="--set tasks")  # one value means a list of one
+    assert (st.seeds, st.tasks) == ([13, 21], ["mrpc"])
+    with pytest.raises(SynthptError, match=r"--set seeds\[1\]: expected int"):
+        st.set("seeds", parse_value("[13, x]"), where="--set seeds")
+    with pytest.raises(SynthptError, match=r"--set seeds: expected a non-empty list"):
+        st.set("seeds", parse_value("[]"), where="--set seeds")
+    assert st.seeds == [13, 21]

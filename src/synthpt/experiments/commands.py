@@ -57,7 +57,8 @@ def _apply_flags(st: Any, ns: argparse.Namespace, force: bool = False) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any setting, e.g. --set prompt_tuning.lr=0.1 --set max_eval=200 (repeatable)")
+                   help="override any setting, e.g. --set prompt_tuning.lr=0.1 --set max_eval=200, or replace a grid "
+                        "axis: --set seeds=[13,21,42] (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

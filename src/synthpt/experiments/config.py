@@ -39,6 +39,8 @@ from synthpt.errors import fail
 SECTIONS = ("generator", "generation", "prompt_tuning")
 SCALARS: dict[str, Any] = {"name": str, "description": str, "model": str, "generator_model": str, "k": int,
                            "max_eval": int | None, "method": str, "data_dir": str}
+# grid axes: a config lists them; ``--set seeds=[13,21]`` replaces the list (``--seeds`` only narrows it)
+AXES: dict[str, Any] = {"tasks": list[str], "seeds": list[int]}
 TOP_KEYS = set(SCALARS) | set(SECTIONS) | {"options", "tasks", "seeds", "methods", "tables", "plots"}
 ROW_KEYS = {"name", "method", "display", "model", "generator_model", "options", *SECTIONS}
 TABLE_KEYS = {"name", "title", "methods"}
@@ -173,7 +175,7 @@ class Settings:
     forced: dict[str, dict[str, Any]] = field(default_factory=lambda: {s: {} for s in SECTIONS})
 
     def set(self, dotted: str, value: Any, where: str | None = None, force: bool = False) -> None:
-        """Set ``section.key`` or a top-level scalar (what ``--set`` and flags use).
+        """Set ``section.key``, a top-level scalar or a grid axis (what ``--set`` and flags use).
 
         ``force``: the value also wins over the method's own setting of that knob.
         """
@@ -190,8 +192,14 @@ class Settings:
             if force:
                 self.forced[section].update(checked)
             return
+        if dotted in AXES:
+            values = value if isinstance(value, list) else [value]  # --set seeds=13 means [13]
+            if not values:
+                raise fail(f"{where}: expected a non-empty list, e.g. {dotted}=[13,21,42]")
+            setattr(self, dotted, coerce(values, AXES[dotted], where))
+            return
         if dotted not in SCALARS:
-            raise fail(f"{where}: unknown key (known: {', '.join(sorted(SCALARS))} or SECTION.KEY)")
+            raise fail(f"{where}: unknown key (known: {', '.join(sorted([*SCALARS, *AXES]))} or SECTION.KEY)")
         setattr(self, dotted, coerce(value, SCALARS[dotted], where))
 
 

@@ -48,7 +48,7 @@ def narrow(values: list[Any], wanted: list[Any] | None, what: str) -> list[Any]:
     unknown = [w for w in wanted if w not in values]
     if unknown and values:
         raise fail(f"--{what} {','.join(map(str, unknown))}: not in the config's {what} "
-                   f"({', '.join(map(str, values))})")
+                   f"({', '.join(map(str, values))}); to run others, replace the list: --set {what}=[...]")
     return [w for w in wanted if w in values] if values else list(wanted)
 
 
