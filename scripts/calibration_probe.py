@@ -27,7 +27,7 @@ from synthpt.tasks import get_task
 
 def label_prior(enc: Encoder, rows: list[dict], prompt: torch.Tensor | None) -> torch.Tensor:
     """log of the mean label distribution the (prompted) model gives ``rows``."""
-    return torch.log_softmax(predict(enc, rows, prompt), -1).exp().mean(0).log()
+    return torch.softmax(predict(enc, rows, prompt), -1).mean(0).log()
 
 
 def main() -> None:

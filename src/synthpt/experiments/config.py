@@ -41,7 +41,7 @@ SCALARS: dict[str, Any] = {"name": str, "description": str, "model": str, "gener
                            "max_eval": int | None, "method": str, "data_dir": str}
 # grid axes: a config lists them; ``--set seeds=[13,21]`` replaces the list (``--seeds`` only narrows it)
 AXES: dict[str, Any] = {"tasks": list[str], "seeds": list[int]}
-TOP_KEYS = set(SCALARS) | set(SECTIONS) | {"options", "tasks", "seeds", "methods", "tables", "plots"}
+TOP_KEYS = set(SCALARS) | set(SECTIONS) | set(AXES) | {"options", "methods", "tables", "plots"}
 ROW_KEYS = {"name", "method", "display", "model", "generator_model", "options", *SECTIONS}
 TABLE_KEYS = {"name", "title", "methods"}
 
