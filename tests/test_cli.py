@@ -111,3 +111,11 @@ def test_user_task_spec(tmp_path, capsys):
     assert main(["prompt-tune", "--task-spec", str(spec), "--data", str(split), "--model", "tiny-t5",
                  "--max-steps", "2", "--prompt-length", "4", "--out", str(tmp_path / "pt")]) == 0
     assert json.loads((tmp_path / "pt" / "metrics.json").read_text())["test"]["n"] == 24
+
+
+def test_output_into_a_closed_pipe_is_quiet():
+    """`synthpt tasks | head -1`: the reader leaves early; no BrokenPipeError traceback, exit 0.
+    (`true` leaves before Python has even started, so every write meets a closed pipe.)"""
+    r = subprocess.run(f'"{sys.executable}" -m synthpt tasks | true; exit ${{PIPESTATUS[0]}}', shell=True,
+                       executable="bash", capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stderr) == (0, "")

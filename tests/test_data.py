@@ -189,6 +189,12 @@ def test_make_split_user_task(tmp_path: Path) -> None:
     meta = make_split(task, 4, 13, None, tmp_path / "split")
     assert meta["counts"] == {"train": 8, "dev": 8, "test": 4}
     assert load_split(tmp_path / "split", task)["train"][0].keys() == {"review", "label"}
+    assert task.gen_template_for("good") == "" and task.gen_templates == {}
+    spec["gen_template"], spec["gen_templates"] = "Review:", {"good": "Glowing review:"}
+    write_json(tmp_path / "task2.json", spec)
+    task2 = load_task_spec(tmp_path / "task2.json")
+    assert [task2.gen_template_for(lab) for lab in ("bad", "good", None)] == ["Review:", "Glowing review:", "Review:"]
+    assert task2.to_dict()["gen_templates"] == {"good": "Glowing review:"} and "gen_templates" not in task.to_dict()
 
 
 def test_split_errors(tmp_path: Path, data_dir: Path) -> None:

@@ -88,18 +88,27 @@ def test_dist_loss_by_hand():
 
 
 # ---- the bi-level step ------------------------------------------------------------------------
-def _trainer(tmp_path, mode="dawgen", **kw):
-    task = get_task("mrpc")
+def _labelled_mrpc():
+    """MRPC with a generator context per label (the ones tried on SmolLM2 in docs/real-cpu.md)."""
+    import dataclasses
+
+    return dataclasses.replace(get_task("mrpc"), gen_templates={
+        "0": "Sentence 1: {text1}\nSentence 2, which says something different:",
+        "1": "Sentence 1: {text1}\nSentence 2, which says the same thing in other words:"})
+
+
+def _trainer(tmp_path, mode="dawgen", task=None, **kw):
+    task = task or get_task("mrpc")
     d = _split(tmp_path)
     from synthpt.data import load_split
 
     bb = load_backbone("tiny-gpt2")
-    cfg = GeneratorConfig(mode=mode, prompt_length=4, batch_size=4, max_length=64, max_steps=5, **kw)
+    cfg = GeneratorConfig(mode=mode, prompt_length=4, batch_size=4, max_steps=5, **{"max_length": 64, **kw})
     return GeneratorTrainer(task, bb, cfg, load_split(d, task)["train"], progress=False)
 
 
 def test_meta_gradient_matches_finite_differences(tmp_path):
-    tr = _trainer(tmp_path, inner_lr=5.0)
+    tr = _trainer(tmp_path, task=_labelled_mrpc(), inner_lr=5.0)  # per-label contexts in the lookahead too
     tr.bb.model.double()
     tr.Q.data = tr.Q.data.double()
     tr.W.double()
@@ -146,6 +155,39 @@ def test_one_bilevel_step_changes_q_and_w_and_lowers_loss(tmp_path):
     before = tr.loss_at(0)
     tr.Q.data.copy_(q_new)
     assert after < before
+
+
+def test_each_label_reads_its_own_context(tmp_path):
+    """With a generator context per label, an example is encoded with its own label's
+    text by default, with another label's when asked, and L_disc scores every example under every
+    label with that label's prompt AND context (checked by hand at inner_lr 0, where Q' = Q)."""
+    from synthpt.generator.encoding import score_targets
+    from synthpt.generator.losses import disc_loss
+
+    tr = _trainer(tmp_path, task=_labelled_mrpc(), inner_lr=0.0, max_length=160)  # room for the whole first text
+    task, enc = tr.task, tr.enc
+    assert task.gen_template_for("1") != task.gen_template_for("0")
+    ex = dict(tr.train[0])
+    own, other = ex["label"], next(lab for lab in task.labels if lab != ex["label"])
+    tok = tr.bb.tokenizer
+    assert enc.encode(ex) == enc.encode(ex, own)
+    assert enc.encode(ex, other)[1] == enc.encode(ex)[1]  # the target does not depend on the label
+    for lab in task.labels:
+        text = tok.decode(enc.encode(ex, lab)[0])
+        assert text == task.gen_template_for(lab).format(text1=ex["text1"])
+    mine, tgt, y, s = tr.forward_own(0)
+    got = tr.lookahead_disc(mine, tgt, y, s)
+    rows = [(i, li) for i in mine for li in range(task.num_labels)]
+    sd = score_targets(tr.bb, [enc.encode(tr.train[i], task.labels[li])[0] for i, li in rows],
+                       [enc.encode(tr.train[i])[1] for i, _ in rows], tr.Q.detach()[[li for _, li in rows]])
+    B, L, T = len(mine), task.num_labels, sd.token_logp.shape[1]
+    want = disc_loss(sd.token_logp.view(B, L, T), y, sd.mask.view(B, L, T)[:, 0])
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    # the same examples read with one shared context give another L_disc: the contexts matter
+    shared = score_targets(tr.bb, [enc.encode(tr.train[i], task.labels[0])[0] for i, _ in rows],
+                           [enc.encode(tr.train[i])[1] for i, _ in rows], tr.Q.detach()[[li for _, li in rows]])
+    assert float(disc_loss(shared.token_logp.view(B, L, T), y, shared.mask.view(B, L, T)[:, 0])) != \
+        pytest.approx(float(want), rel=1e-5)
 
 
 def test_modes_log_their_terms(tmp_path):
@@ -208,6 +250,36 @@ def test_consistency_filter_counts_in_report(tuned, tmp_path):
                          progress=False)
     assert rep["kept"] == {"0": 0, "1": 0} and rep["dropped"]["label_consistency"] > 0
     assert len(rep["warnings"]) == 2
+
+
+def test_candidates_and_consistency_use_label_contexts(tuned):
+    """A label's candidates continue that label's context; the consistency score compares the
+    own label (prompt + context) with the other label's (prompt + context), as computed by hand."""
+    from synthpt.generator.encoding import score_targets
+    from synthpt.generator.generation import task_from_dict
+    from synthpt.generator.tuning import load_prompts
+
+    task = _labelled_mrpc()
+    prompts = load_prompts(tuned, task)
+    assert task_from_dict(task.to_dict()).gen_templates == task.gen_templates  # a saved generator keeps them
+    bb = load_backbone("tiny-gpt2")
+    s = Sampler(bb, task, prompts, _gcfg(), 200)  # room for the whole first text
+    seen = []
+    real = s._generate
+    s._generate = lambda li, ctx, seed: seen.append((li, ctx)) or real(li, ctx, seed)
+    first = {"text1": "the cat sat on a mat"}
+    for li, lab in enumerate(task.labels):
+        ex = s.candidates(li, [first], seed=1)[0]
+        assert ex["label"] == lab
+        assert bb.tokenizer.decode(seen[-1][1][0]) == task.gen_template_for(lab).format(**first)
+    ex = {"text1": "the cat sat", "text2": "a dog ran far away", "label": "1"}
+    got = s.consistency([ex])[0]
+    lp = []
+    for li, lab in enumerate(task.labels):
+        c, t = s.enc.encode(ex, lab)
+        sc = score_targets(bb, [c], [t], s.prompts[li:li + 1])
+        lp.append(float(sc.token_logp.sum() / sc.mask.sum()))
+    assert got == pytest.approx(lp[1] - lp[0], abs=1e-5)
 
 
 def test_interrupted_generation_resumes_without_loss_or_duplicates(tuned, tmp_path, monkeypatch):
@@ -273,3 +345,33 @@ def test_texts_end_at_their_first_line():
     width = max(map(len, ids))
     batch = torch.tensor([i + [tok.pad_token_id] * (width - len(i)) for i in ids])
     assert LineEnd(tok)(batch, torch.zeros(3, 1)).tolist() == [False, True, False]
+
+
+def test_cli_user_task_with_label_contexts(tmp_path, monkeypatch):
+    """A task spec's ``gen_templates`` reach the saved generator, and `synthpt generate` writes each
+    label's texts after that label's context."""
+    from synthpt.cli import main
+
+    d = _split(tmp_path)
+    spec = tmp_path / "para.yaml"
+    spec.write_text("name: para\nfields: [text1, text2]\nlabels: ['0', '1']\nlabel_words: {'0': 'No', '1': 'Yes'}\n"
+                    "template: '{text1} / {text2}? Answer:{mask}'\ngen_template: '{text1} /'\n"
+                    "gen_templates: {'1': '{text1} / in other words:'}\n")
+    gen = tmp_path / "gen"
+    assert main(["generator", "tune", "--task-spec", str(spec), "--data", str(d), "--model", "tiny-gpt2",
+                 "--max-steps", "1", "--prompt-length", "4", "--max-length", "96", "--out", str(gen)]) == 0
+    saved = json.loads((gen / "generator.json").read_text())["task"]
+    assert saved["gen_templates"] == {"1": "{text1} / in other words:"} and saved["gen_template"] == "{text1} /"
+    contexts: dict[int, set[str]] = {0: set(), 1: set()}
+    real = Sampler._generate
+
+    def spy(self, li, ctx, seed):
+        contexts[li] |= {self.bb.tokenizer.decode(c) for c in ctx}
+        return real(self, li, ctx, seed)
+
+    monkeypatch.setattr(Sampler, "_generate", spy)
+    assert main(["generate", "--generator", str(gen), "--data", str(d), "--n-per-label", "2", "--batch-size", "4",
+                 "--max-new-tokens", "8", "--min-words", "1", "--consistency-margin=-1e9",
+                 "--out", str(tmp_path / "syn.jsonl")]) == 0
+    assert contexts[0] and all(c.endswith(" /") for c in contexts[0])
+    assert contexts[1] and all(c.endswith(" / in other words:") for c in contexts[1])

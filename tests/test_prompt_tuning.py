@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from synthpt.data import write_jsonl
+from synthpt.errors import SynthptError
 from synthpt.prompt_tuning import (
     STRATEGIES,
     Encoder,
@@ -133,6 +134,40 @@ def test_surgery_conflict_rate_is_logged(tiny_t5):
     res = PromptTrainer(TOY, tiny_t5, cfg, train, train[:4], syn, progress=False).fit()
     assert res.conflict_rate > 0.5
     assert sum(r["conflict"] for r in res.history) / 12 == pytest.approx(res.conflict_rate)
+
+
+def test_balanced_synthetic_batches_deal_labels_in_turn():
+    """Every synthetic batch of a balanced plan holds each label equally (when the batch size is a
+    multiple of the label count); each epoch still visits every row once; the real half is untouched."""
+    from collections import Counter
+
+    from synthpt.prompt_tuning.strategies import BatchPlan
+
+    labels = [0] * 20 + [1] * 20  # grouped, so that random batches would often be one-label
+    plain = BatchPlan("paired", 8, 40, 4, 4, 30, seed=3)
+    bal = BatchPlan("paired", 8, 40, 4, 4, 30, seed=3, syn_labels=labels)
+    counts = [Counter(labels[r.index] for r in bal.rows(s) if r.source == "syn") for s in range(30)]
+    assert all(c == {0: 2, 1: 2} for c in counts)
+    assert any(Counter(labels[r.index] for r in plain.rows(s) if r.source == "syn") != {0: 2, 1: 2} for s in range(30))
+    epoch = [r.index for s in range(10) for r in bal.rows(s) if r.source == "syn"]
+    assert sorted(epoch) == list(range(40))
+    assert [r for r in bal.rows(4) if r.source == "real"] == [r for r in plain.rows(4) if r.source == "real"]
+    assert bal.rows(7) == BatchPlan("paired", 8, 40, 4, 4, 30, seed=3, syn_labels=labels).rows(7)  # seeded
+    uneven = BatchPlan("syn", 0, 6, 2, 2, 9, seed=0, syn_labels=[0, 0, 0, 0, 1, 1])
+    assert sorted(r.index for s in range(3) for r in uneven.rows(s)) == list(range(6))
+    with pytest.raises(SynthptError, match="3 synthetic labels for 40 synthetic rows"):
+        BatchPlan("paired", 8, 40, 4, 4, 30, seed=3, syn_labels=[0, 1, 0])
+
+
+def test_trainer_balances_synthetic_batches_when_asked(tiny_t5):
+    syn = [{"text": f"item {i}", "label": "1" if i < 12 else "0"} for i in range(24)]
+    train = toy_examples(8)
+    for flag in (False, True):
+        cfg = PromptTuningConfig(strategy="paired", prompt_length=4, batch_size=4, syn_batch_size=4, max_steps=6,
+                                 eval_every=6, max_length=48, seed=0, balance_synthetic=flag)
+        tr = PromptTrainer(TOY, tiny_t5, cfg, train, train[:4], syn, progress=False)
+        mixes = [sorted(tr.labels["syn"][r.index] for r in tr.plan.rows(s) if r.source == "syn") for s in range(6)]
+        assert all(m == [0, 0, 1, 1] for m in mixes) == flag, (flag, mixes)
 
 
 def _peft_predictions(bb, adapter_dir, enc: Encoder, rows):

@@ -89,6 +89,12 @@ def cmd_tasks(ns: argparse.Namespace) -> None:
         print(f"  fields:     {', '.join(f'{f} ({t.field_names.get(f, f)})' for f in t.fields)}")
         print(f"  labels:     {words}")
         print(f"  template:   {t.template!r}")
+        # what Step 2's generator reads before it writes a text (one context per label if the task has them)
+        if t.gen_templates:
+            for lab in t.labels:
+                print(f"  generate {lab}: {t.gen_template_for(lab)!r}")
+        else:
+            print(f"  generate:   {t.gen_template!r}")
         print(f"  metrics:    {', '.join(t.metrics)}")
 
 
@@ -128,6 +134,8 @@ PT_HELP = {
     "eval_batch_size": "batch size for evaluation",
     "phase_split": "real-then-syn / syn-then-real: fraction of steps in the first phase",
     "max_synthetic": "use at most this many synthetic examples (balanced over labels)",
+    "balance_synthetic": "deal synthetic batches label by label (each batch holds every label about equally) "
+                         "instead of at random",
     "seed": "seed of the prompt initialisation and the data order",
     "skip_nonfinite": "skip a batch whose loss is NaN/inf instead of stopping",
 }
@@ -291,6 +299,9 @@ def run(func: Callable[[argparse.Namespace], Any], ns: argparse.Namespace) -> in
     except KeyboardInterrupt:
         print("synthpt: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `synthpt tasks | head`: the reader left; say nothing, as `ls | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 0
     except OSError as e:
         if e.errno == errno.ENOSPC:
             print(f"synthpt: error: no space left on device writing {e.filename or 'output'}", file=sys.stderr)

@@ -38,6 +38,11 @@ class Task:
     # Hard text around the generated field for Step 2 (label-conditioned generation).
     # For pair tasks the generator sees ``{text1}`` and writes the second text.
     gen_template: str = ""
+    # Per-label replacements of ``gen_template`` (label -> template): hard text that says what the
+    # label means ("...in other words:"), so a small generator is conditioned on the label from
+    # step 0 instead of through a barely-trained soft prompt alone (FewGen/SuperGen-style label
+    # descriptions). Labels missing here use ``gen_template``.
+    gen_templates: dict[str, str] = field(default_factory=dict)
     # Files of a user task (paths relative to the spec file), if given in the spec.
     files: dict[str, str] = field(default_factory=dict)
 
@@ -60,6 +65,9 @@ class Task:
             raise fail(f"task {self.name!r}: unknown metrics {bad}; choose from accuracy, f1")
         if self.positive_label is not None and self.positive_label not in self.labels:
             raise fail(f"task {self.name!r}: positive_label {self.positive_label!r} is not a label")
+        stray = [lab for lab in self.gen_templates if lab not in self.labels]
+        if stray:
+            raise fail(f"task {self.name!r}: gen_templates has labels {stray} that the task does not have")
 
     @property
     def is_pair(self) -> bool:
@@ -76,6 +84,10 @@ class Task:
         """Label words in label order (the verbalizer)."""
         return [self.label_words[lab] for lab in self.labels]
 
+    def gen_template_for(self, label: str | None) -> str:
+        """The generator's hard context for ``label`` (``gen_template`` when it has none of its own)."""
+        return self.gen_templates.get(label, self.gen_template) if label is not None else self.gen_template
+
     def render(self, example: dict[str, Any], mask: str = "") -> str:
         """Fill the template; ``mask`` replaces ``{mask}`` (a label word, a sentinel, or '')."""
         return self.template.format(mask=mask, **{f: example[f] for f in self.fields})
@@ -90,6 +102,7 @@ class Task:
             "metrics": list(self.metrics),
             "positive_label": self.positive_label,
             "gen_template": self.gen_template,
+            **({"gen_templates": dict(self.gen_templates)} if self.gen_templates else {}),
         }
 
 
@@ -184,7 +197,7 @@ def get_task(name: str) -> Task:
 
 
 _SPEC_KEYS = {"name", "fields", "labels", "label_words", "template", "metrics", "positive_label",
-              "description", "gen_template", "files", "field_names"}
+              "description", "gen_template", "gen_templates", "files", "field_names"}
 
 
 def load_task_spec(path: str | Path) -> Task:
@@ -193,7 +206,7 @@ def load_task_spec(path: str | Path) -> Task:
     Required keys: ``name``, ``fields`` (list of column names), ``labels``, ``label_words``
     (label -> word), ``template`` (with ``{mask}``).  Optional: ``metrics``,
     ``positive_label``, ``gen_template``, ``files`` ({train, dev, test} -> CSV/JSONL paths,
-    relative to the spec).
+    relative to the spec), ``gen_templates`` (label -> generator context for that label).
     """
     p = Path(path)
     if not p.is_file():
@@ -230,7 +243,7 @@ def load_task_spec(path: str | Path) -> Task:
     if spec.get("metrics") is not None and (
             not isinstance(spec["metrics"], list) or not all(isinstance(m, str) for m in spec["metrics"])):
         raise fail(f"{p}: 'metrics' must be a list of metric names, got {spec['metrics']!r}")
-    for key in ("files", "field_names"):
+    for key in ("files", "field_names", "gen_templates"):
         if spec.get(key) is not None and not isinstance(spec[key], dict):
             raise fail(f"{p}: '{key}' must map names to values (e.g. {{train: train.csv}}), got {spec[key]!r}")
     files = {k: str((p.parent / v).resolve()) for k, v in (spec.get("files") or {}).items()}
@@ -245,6 +258,7 @@ def load_task_spec(path: str | Path) -> Task:
         field_names=dict(spec.get("field_names") or {}),
         description=str(spec.get("description", "")),
         gen_template=str(spec.get("gen_template", "")),
+        gen_templates={str(k): str(v) for k, v in (spec.get("gen_templates") or {}).items()},
         files=files,
     )
 

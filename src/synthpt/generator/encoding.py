@@ -2,7 +2,9 @@
 
 The generated field is the task's last field (``text2`` for pairs: the generator writes the
 second text given the first; ``text`` for single-sentence tasks).  The hard context is the
-task's ``gen_template`` with the other fields filled in (e.g. ``"Sentence 1: {text1}\\nSentence 2:"``).
+task's generator template for the example's label (``gen_templates[label]``, else
+``gen_template``) with the other fields filled in (e.g. ``"Sentence 1: {text1}\\nSentence 2:"``).
+Scoring an example under another label's prompt reads it with that label's context too.
 
 - causal LMs see ``[Q_l ; context ; target]`` in one sequence (right padding in training);
 - seq2seq LMs (T5) get ``[Q_l ; context ; EOS]`` in the encoder and write the target in the
@@ -34,9 +36,9 @@ def generated_field(task: Task) -> str:
     return task.fields[-1]
 
 
-def context_template(task: Task) -> str:
-    """The hard context; an empty one is allowed (the prompt alone conditions the text)."""
-    return task.gen_template
+def context_template(task: Task, label: str | None = None) -> str:
+    """The hard context of ``label``; an empty one is allowed (the prompt alone conditions the text)."""
+    return task.gen_template_for(label)
 
 
 @dataclass
@@ -57,23 +59,28 @@ class GenEncoder:
         self.eos = tok.eos_token_id
         if self.eos is None:
             raise fail(f"{self.backbone.name_or_path}: tokenizer has no EOS token; the generator needs one to stop")
-        # (kind, value, lead): spaces before a field move into it, so BPE sees " word" as in running text
-        self.pieces: list[tuple[str, str, str]] = []
-        for literal, name, _, _ in string.Formatter().parse(context_template(self.task)):
+        self.pieces = self._parse(context_template(self.task))
+        self.label_pieces = {lab: self._parse(context_template(self.task, lab)) for lab in self.task.labels}
+        self.max_target = max(4, self.max_length // 2)
+        if self.prompt_length + 8 > self.max_length:
+            raise fail(f"--max-length {self.max_length} leaves no room after a {self.prompt_length}-token prompt")
+
+    def _parse(self, template: str) -> list[tuple[str, str, str]]:
+        """(kind, value, lead) pieces; spaces before a field move into it, so BPE sees " word" as in running text."""
+        pieces: list[tuple[str, str, str]] = []
+        for literal, name, _, _ in string.Formatter().parse(template):
             lead = ""
             if name is not None and literal.endswith(" "):
                 lead = literal[len(literal.rstrip(" ")):]
                 literal = literal.rstrip(" ")
             if literal:
-                self.pieces.append(("text", literal, ""))
+                pieces.append(("text", literal, ""))
             if name is not None:
                 if name == self.field or name not in self.task.fields:
                     raise fail(f"task {self.task.name}: gen_template may only use the conditioning fields "
                                f"{list(self.task.fields[:-1])}, not {{{name}}}")
-                self.pieces.append(("field", name, lead))
-        self.max_target = max(4, self.max_length // 2)
-        if self.prompt_length + 8 > self.max_length:
-            raise fail(f"--max-length {self.max_length} leaves no room after a {self.prompt_length}-token prompt")
+                pieces.append(("field", name, lead))
+        return pieces
 
     def _ids(self, text: str) -> list[int]:
         return self.backbone.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -83,10 +90,13 @@ class GenEncoder:
         lead = "" if self.backbone.is_seq2seq else " "
         return self._ids(lead + text.strip())[: self.max_target - 1] + [self.eos]
 
-    def context(self, example: dict[str, Any], target_len: int | None = None) -> list[int]:
-        """Context ids; conditioning fields are truncated (longest first) so everything fits."""
+    def context(self, example: dict[str, Any], target_len: int | None = None, label: str | None = None) -> list[int]:
+        """Context ids under ``label``'s template (default: the example's own label, if it has one);
+        conditioning fields are truncated (longest first) so everything fits."""
+        label = example.get("label") if label is None else label
+        pieces = self.label_pieces.get(label, self.pieces) if label is not None else self.pieces
         parts = [(kind, self._ids(value if kind == "text" else lead + str(example[value]).strip()))
-                 for kind, value, lead in self.pieces]
+                 for kind, value, lead in pieces]
         extra = 1 if self.backbone.is_seq2seq else (target_len if target_len is not None else self.max_target)
         budget = self.max_length - self.prompt_length - extra
         total = sum(len(p) for _, p in parts)
@@ -103,9 +113,10 @@ class GenEncoder:
             ids = ids + [self.eos]
         return ids
 
-    def encode(self, example: dict[str, Any]) -> tuple[list[int], list[int]]:
+    def encode(self, example: dict[str, Any], label: str | None = None) -> tuple[list[int], list[int]]:
+        """(context, target) ids, read as ``label`` (default: the example's own label)."""
         tgt = self.target(str(example[self.field]))
-        return self.context(example, len(tgt)), tgt
+        return self.context(example, len(tgt), label), tgt
 
 
 def upcast(x: torch.Tensor) -> torch.Tensor:

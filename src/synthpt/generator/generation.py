@@ -167,7 +167,8 @@ def task_from_dict(d: dict[str, Any]) -> Task:
         return builtin
     return Task(name=d["name"], fields=tuple(d["fields"]), labels=tuple(d["labels"]),
                 label_words=dict(d["label_words"]), template=d["template"], metrics=tuple(d.get("metrics") or ("accuracy",)),
-                positive_label=d.get("positive_label"), gen_template=d.get("gen_template", ""))
+                positive_label=d.get("positive_label"), gen_template=d.get("gen_template", ""),
+                gen_templates=dict(d.get("gen_templates") or {}))
 
 
 def round_seed(seed: int, label_index: int, round_index: int, rank: int = 0) -> int:
@@ -236,14 +237,14 @@ class Sampler:
         field = generated_field(task)
         rows = [dict(f) for f in firsts]
         if task.is_pair and self.cfg.first_texts == "generator":
-            lead = task.gen_template.split("{" + task.fields[0] + "}")[0]
+            lead = task.gen_template_for(task.labels[label_index]).split("{" + task.fields[0] + "}")[0]
             lead_ids = self.enc._ids(lead.rstrip(" ")) + ([self.enc.eos] if self.bb.is_seq2seq else [])
             texts = self._generate(label_index, [lead_ids or [self.enc.eos]] * len(rows), seed ^ 0x5EED)
             for r, t in zip(rows, texts):
                 r[task.fields[0]] = first_line(t)
-        ctx = [self.enc.context(r, self.cfg.max_new_tokens + 1) for r in rows]
-        texts = self._generate(label_index, ctx, seed)
         lab = task.labels[label_index]
+        ctx = [self.enc.context(r, self.cfg.max_new_tokens + 1, lab) for r in rows]
+        texts = self._generate(label_index, ctx, seed)
         cut = (lambda t: t.strip()) if self.cfg.multi_line and not task.is_pair else first_line
         return [{**{f: r[f] for f in task.fields[:-1]}, field: cut(t), "label": lab} for r, t in zip(rows, texts)]
 
@@ -253,9 +254,10 @@ class Sampler:
         if not examples:
             return []
         L = self.task.num_labels
-        enc = [self.enc.encode(ex) for ex in examples]
-        ctx = [c for c, _ in enc for _ in range(L)]
-        tgt = [t for _, t in enc for _ in range(L)]
+        # each example under each label's prompt AND context (row = i·L + l)
+        enc = [self.enc.encode(ex, lab) for ex in examples for lab in self.task.labels]
+        ctx = [c for c, _ in enc]
+        tgt = [t for _, t in enc]
         rows = self.prompts.repeat(len(examples), 1, 1)
         s = score_targets(self.bb, ctx, tgt, rows)
         mean = (s.token_logp.sum(1) / s.mask.sum(1).clamp(min=1)).view(len(examples), L)

@@ -176,7 +176,7 @@ class GeneratorTrainer:
         self.opt_q = torch.optim.Adam([self.Q], lr=cfg.lr)
         self.W = WeightNet(bb.hidden_size, cfg.weight_hidden, cfg.proj_dim, seed=cfg.seed).to(dev)
         self.opt_w = torch.optim.Adam(self.W.parameters(), lr=cfg.meta_lr)
-        self._ids: dict[int, tuple[list[int], list[int]]] = {}
+        self._ids: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
         self.step_no = 0
 
     # ---- batches ------------------------------------------------------------------------
@@ -184,10 +184,12 @@ class GeneratorTrainer:
         """Global batch of ``step``: ⌈B/L⌉ examples of each label, label-major order."""
         return [self.by_label[li][j] for li in range(self.L) for j in self.streams[li].batch(step, self.per_label)]
 
-    def _encoded(self, i: int) -> tuple[list[int], list[int]]:
-        if i not in self._ids:
-            self._ids[i] = self.enc.encode(self.train[i])
-        return self._ids[i]
+    def _encoded(self, i: int, label: str | None = None) -> tuple[list[int], list[int]]:
+        """Ids of training row ``i`` read as ``label`` (default: its own), cached."""
+        key = (i, self.train[i]["label"] if label is None else label)
+        if key not in self._ids:
+            self._ids[key] = self.enc.encode(self.train[i], key[1])
+        return self._ids[key]
 
     # ---- the losses ---------------------------------------------------------------------
     def dawgen_loss(self, nll: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor, y: torch.Tensor,
@@ -214,31 +216,33 @@ class GeneratorTrainer:
             o += g.numel()
         return out
 
-    def forward_own(self, step: int) -> tuple[list[list[int]], list[list[int]], torch.Tensor, Scored]:
-        """This process's rows of ``step`` scored under their own label prompts (graph to Q)."""
+    def forward_own(self, step: int) -> tuple[list[int], list[list[int]], torch.Tensor, Scored]:
+        """This process's rows of ``step`` (indices, targets, labels) scored under their own label
+        prompts and contexts (graph to Q)."""
         mine = dist.shard(self.batch_rows(step))
         ctx = [self._encoded(i)[0] for i in mine]
         tgt = [self._encoded(i)[1] for i in mine]
         y = torch.tensor([self.task.label_index(self.train[i]["label"]) for i in mine], device=self.bb.device)
-        return ctx, tgt, y, score_targets(self.bb, ctx, tgt, self.Q[y])
+        return mine, tgt, y, score_targets(self.bb, ctx, tgt, self.Q[y])
 
-    def lookahead_disc(self, ctx: list[list[int]], tgt: list[list[int]], y: torch.Tensor, s: Scored) -> torch.Tensor:
+    def lookahead_disc(self, mine: list[int], tgt: list[list[int]], y: torch.Tensor, s: Scored) -> torch.Tensor:
         """L_disc(Q'(W)) with Q' = Q − α ∇Q L_DawGen(Q; W): differentiable in W (the meta-objective)."""
         loss0, _, _ = self.dawgen_loss(-s.token_logp, s.hidden, s.mask, y, self.W)
         (g,) = torch.autograd.grad(loss0, self.Q, create_graph=True)
         q_look = self.Q - self.cfg.inner_lr * g
-        # every example under every label's lookahead prompt, one forward of B·L rows (row = i·L + l)
-        B = len(ctx)
+        # every example under every label's lookahead prompt and context, one forward of B·L rows
+        # (row = i·L + l); the target ids do not depend on the label, only the context does
+        B = len(mine)
         rows_p = q_look.unsqueeze(0).expand(B, -1, -1, -1).reshape(B * self.L, *q_look.shape[1:])
-        sd = score_targets(self.bb, [c for c in ctx for _ in range(self.L)], [t for t in tgt for _ in range(self.L)],
-                           rows_p)
+        ctx_all = [self._encoded(i, lab)[0] for i in mine for lab in self.task.labels]
+        sd = score_targets(self.bb, ctx_all, [t for t in tgt for _ in range(self.L)], rows_p)
         T = sd.token_logp.shape[1]
         return disc_loss(sd.token_logp.view(B, self.L, T), y, sd.mask.view(B, self.L, T)[:, 0])
 
     @torch.no_grad()
     def loss_at(self, step: int) -> float:
         """L_DawGen(Q; W) on the batch of ``step`` with the current Q and W (for checks)."""
-        ctx, tgt, y, s = self.forward_own(step)
+        _, _, y, s = self.forward_own(step)
         return float(self.dawgen_loss(-s.token_logp, s.hidden, s.mask, y, self.W if self.weighted else None)[0])
 
     def step(self, step: int) -> dict[str, Any]:
@@ -251,7 +255,7 @@ class GeneratorTrainer:
     def _step(self, step: int) -> dict[str, Any]:
         cfg = self.cfg
         dev = self.bb.device
-        ctx, tgt, y, s = self.forward_own(step)
+        mine, tgt, y, s = self.forward_own(step)
         nll, mask = -s.token_logp, s.mask
         rec: dict[str, Any] = {"step": step + 1}
         l_disc_val = None
@@ -260,7 +264,7 @@ class GeneratorTrainer:
             loss, l_wgen, l_dist = self.dawgen_loss(nll, s.hidden, mask, y, None)
         else:
             # (1)+(2) lookahead Q'(W) and the meta-gradient of L_disc(Q'(W)) w.r.t. W
-            l_disc = self.lookahead_disc(ctx, tgt, y, s)
+            l_disc = self.lookahead_disc(mine, tgt, y, s)
             gw = torch.autograd.grad(l_disc, list(self.W.parameters()), allow_unused=True, retain_graph=True)
             gw = [torch.zeros_like(p) if gi is None else gi for gi, p in zip(gw, self.W.parameters())]
             gw = self._reduce(gw)

@@ -50,6 +50,28 @@ class Stream:
         return out
 
 
+class BalancedStream(Stream):
+    """A :class:`Stream` whose epochs deal the labels in turn (label 0, 1, ..., 0, 1, ...; each
+    label's rows in a seeded random order), so every batch holds each label about equally often.
+
+    With 4 synthetic rows per paired step, random batches are often 3:1 or 4:0, and each such
+    step pushes the prompt towards one label word; on a few-shot task that lean is what decides
+    accuracy (MRPC in docs/real-cpu.md). A label that runs out first leaves the others to finish
+    the epoch."""
+
+    def __init__(self, labels: list[int], seed: int, salt: int) -> None:
+        super().__init__(len(labels), seed, salt)
+        self.groups = [[i for i, y in enumerate(labels) if y == lab] for lab in sorted(set(labels))]
+
+    def _perm(self, epoch: int) -> list[int]:
+        if epoch not in self._perms:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.salt * 7919 + epoch)
+            orders = [[grp[j] for j in torch.randperm(len(grp), generator=g).tolist()] for grp in self.groups]
+            longest = max(len(o) for o in orders)
+            self._perms = {epoch: [o[k] for k in range(longest) for o in orders if k < len(o)]}
+        return self._perms[epoch]
+
+
 @dataclass(frozen=True)
 class Row:
     source: str  # "real" | "syn"
@@ -60,7 +82,9 @@ class BatchPlan:
     """The global batch of each step for one strategy."""
 
     def __init__(self, strategy: str, n_real: int, n_syn: int, batch_size: int, syn_batch_size: int,
-                 max_steps: int, seed: int, phase_split: float = 0.5) -> None:
+                 max_steps: int, seed: int, phase_split: float = 0.5, syn_labels: list[int] | None = None) -> None:
+        """``syn_labels`` (the synthetic rows' label indices): deal synthetic batches label by label
+        (:class:`BalancedStream`) instead of at random."""
         if strategy not in STRATEGIES:
             raise fail(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if strategy in NEEDS_SYNTHETIC and n_syn == 0:
@@ -75,7 +99,10 @@ class BatchPlan:
         self.n_real, self.n_syn = n_real, n_syn
         self.switch = max(1, round(max_steps * phase_split))
         self.real = Stream(n_real, seed, 1) if n_real else None
-        self.syn = Stream(n_syn, seed, 2) if n_syn else None
+        if syn_labels is not None and len(syn_labels) != n_syn:
+            raise fail(f"{len(syn_labels)} synthetic labels for {n_syn} synthetic rows")
+        self.syn = (None if not n_syn else BalancedStream(syn_labels, seed, 2) if syn_labels is not None
+                    else Stream(n_syn, seed, 2))
         self.mixed = Stream(n_real + n_syn, seed, 3) if strategy == "mixed" else None
 
     def rows(self, step: int) -> list[Row]:

@@ -55,6 +55,7 @@ class PromptTuningConfig:
     eval_batch_size: int = 32
     phase_split: float = 0.5  # real-then-syn / syn-then-real: fraction of steps in phase one
     max_synthetic: int | None = None  # use at most this many synthetic examples (balanced)
+    balance_synthetic: bool = False  # synthetic batches deal the labels in turn instead of at random
     seed: int = 42
     skip_nonfinite: bool = False
 
@@ -128,7 +129,9 @@ class PromptTrainer:
         self.opt = torch.optim.AdamW([self.prompt], lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg))
         self.plan = BatchPlan(cfg.strategy, len(train), len(self.syn), cfg.batch_size,
-                              cfg.syn_batch_size or cfg.batch_size, cfg.max_steps, cfg.seed, cfg.phase_split)
+                              cfg.syn_batch_size or cfg.batch_size, cfg.max_steps, cfg.seed, cfg.phase_split,
+                              syn_labels=[task.label_index(e["label"]) for e in self.syn]
+                              if cfg.balance_synthetic and self.syn else None)
         self._ids: dict[tuple[str, int], list[int]] = {}
         self.labels = {"real": [task.label_index(e["label"]) for e in train],
                        "syn": [task.label_index(e["label"]) for e in self.syn]}
