@@ -41,7 +41,8 @@ class Task:
     # Per-label replacements of ``gen_template`` (label -> template): hard text that says what the
     # label means ("...in other words:"), so a small generator is conditioned on the label from
     # step 0 instead of through a barely-trained soft prompt alone (FewGen/SuperGen-style label
-    # descriptions). Labels missing here use ``gen_template``.
+    # descriptions). Labels missing here use ``gen_template``. On SmolLM2-135M they lowered dev
+    # accuracy (docs/real-cpu.md), so the built-in tasks set none.
     gen_templates: dict[str, str] = field(default_factory=dict)
     # Files of a user task (paths relative to the spec file), if given in the spec.
     files: dict[str, str] = field(default_factory=dict)

@@ -36,11 +36,6 @@ def generated_field(task: Task) -> str:
     return task.fields[-1]
 
 
-def context_template(task: Task, label: str | None = None) -> str:
-    """The hard context of ``label``; an empty one is allowed (the prompt alone conditions the text)."""
-    return task.gen_template_for(label)
-
-
 @dataclass
 class GenEncoder:
     """Token ids of (context, target) for one backbone, with field-only truncation."""
@@ -59,8 +54,9 @@ class GenEncoder:
         self.eos = tok.eos_token_id
         if self.eos is None:
             raise fail(f"{self.backbone.name_or_path}: tokenizer has no EOS token; the generator needs one to stop")
-        self.pieces = self._parse(context_template(self.task))
-        self.label_pieces = {lab: self._parse(context_template(self.task, lab)) for lab in self.task.labels}
+        # an empty context is allowed (the prompt alone conditions the text)
+        self.pieces = self._parse(self.task.gen_template)
+        self.label_pieces = {lab: self._parse(self.task.gen_template_for(lab)) for lab in self.task.labels}
         self.max_target = max(4, self.max_length // 2)
         if self.prompt_length + 8 > self.max_length:
             raise fail(f"--max-length {self.max_length} leaves no room after a {self.prompt_length}-token prompt")
@@ -93,8 +89,7 @@ class GenEncoder:
     def context(self, example: dict[str, Any], target_len: int | None = None, label: str | None = None) -> list[int]:
         """Context ids under ``label``'s template (default: the example's own label, if it has one);
         conditioning fields are truncated (longest first) so everything fits."""
-        label = example.get("label") if label is None else label
-        pieces = self.label_pieces.get(label, self.pieces) if label is not None else self.pieces
+        pieces = self.label_pieces.get(example.get("label") if label is None else label, self.pieces)
         parts = [(kind, self._ids(value if kind == "text" else lead + str(example[value]).strip()))
                  for kind, value, lead in pieces]
         extra = 1 if self.backbone.is_seq2seq else (target_len if target_len is not None else self.max_target)

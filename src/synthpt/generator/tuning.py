@@ -6,7 +6,8 @@ One bi-level step on a balanced batch (``mode="dawgen"``; Algorithm 1):
    L_DawGen(Q; W) = mean_l L_wGen(Q_l) + λ L_dist, with w_j = Φ_W(h_j) (h detached: the weights
    are importance weights, Q cannot lower its loss by moving weight off hard tokens);
 2. lookahead Q' = Q − α ∇_Q L_DawGen(Q; W), kept differentiable in W (``create_graph=True``);
-3. L_disc(Q'(W)): every example under every label's lookahead prompt in ONE forward (B·L rows);
+3. L_disc(Q'(W)): every example under every label's lookahead prompt (and that label's context,
+   if the task gives one per label) in ONE forward (B·L rows);
    its gradient w.r.t. W flows back through the lookahead — the meta-gradient; Adam step on W;
 4. the real step of Q on L_DawGen(Q; W_new).  No new forward: the weights enter the loss
    linearly, so recomputing them from the kept (detached) hidden states with W_new and

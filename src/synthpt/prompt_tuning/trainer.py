@@ -128,13 +128,12 @@ class PromptTrainer:
         self.prompt = torch.nn.Parameter(init_prompt.detach().clone().float().to(backbone.device))
         self.opt = torch.optim.AdamW([self.prompt], lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg))
-        self.plan = BatchPlan(cfg.strategy, len(train), len(self.syn), cfg.batch_size,
-                              cfg.syn_batch_size or cfg.batch_size, cfg.max_steps, cfg.seed, cfg.phase_split,
-                              syn_labels=[task.label_index(e["label"]) for e in self.syn]
-                              if cfg.balance_synthetic and self.syn else None)
-        self._ids: dict[tuple[str, int], list[int]] = {}
         self.labels = {"real": [task.label_index(e["label"]) for e in train],
                        "syn": [task.label_index(e["label"]) for e in self.syn]}
+        self.plan = BatchPlan(cfg.strategy, len(train), len(self.syn), cfg.batch_size,
+                              cfg.syn_batch_size or cfg.batch_size, cfg.max_steps, cfg.seed, cfg.phase_split,
+                              syn_labels=self.labels["syn"] if cfg.balance_synthetic and self.syn else None)
+        self._ids: dict[tuple[str, int], list[int]] = {}
         self.step = 0
         self.best_score, self.best_step = -math.inf, -1
         self.best_prompt = self.prompt.detach().clone()
