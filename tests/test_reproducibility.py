@@ -54,3 +54,26 @@ def test_generator_and_generation_twice_are_identical(rte_split, tmp_path, capsy
     assert meta["config"]["mode"] == "dawgen" and meta["config"]["max_steps"] == 2 and meta["task"]["name"] == "rte"
     report = json.loads((tmp_path / "a.jsonl.report.json").read_text())
     assert report["config"]["n_per_label"] == 3 and report["config"]["seed"] == 42
+
+
+def test_versions_from_a_source_tree_without_install_metadata(monkeypatch):
+    """Run from a checkout on PYTHONPATH (no pip install), a run still records synthpt's version;
+    a library that is neither installed nor imported says so."""
+    import sys
+    from importlib import metadata
+
+    from synthpt import __version__, runinfo
+
+    real = metadata.version
+
+    def no_metadata_for(pkg: str) -> str:
+        if pkg in ("synthpt", "datasets"):
+            raise metadata.PackageNotFoundError(pkg)
+        return real(pkg)
+
+    monkeypatch.setattr(runinfo.metadata, "version", no_metadata_for)
+    monkeypatch.delitem(sys.modules, "datasets", raising=False)
+    v = runinfo.versions()
+    assert v["synthpt"] == f"{__version__} (no install metadata)"
+    assert v["datasets"] == "not installed"
+    assert v["torch"] == real("torch")

@@ -9,18 +9,27 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import sys
 from importlib import metadata
 from typing import Any
 
 
 def versions() -> dict[str, str]:
+    """Versions of the libraries a result depends on, for the run's config.json."""
     out = {"python": platform.python_version()}
     for pkg in ("synthpt", "torch", "transformers", "peft", "accelerate", "datasets"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
+        out[pkg] = _version(pkg)
     return out
+
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        # imported without install metadata (a source tree on PYTHONPATH, as on a GPU box
+        # that cannot pip install): the module still says what it is
+        v = getattr(sys.modules.get(pkg), "__version__", None)
+        return f"{v} (no install metadata)" if v else "not installed"
 
 
 def config_hash(cfg: dict[str, Any], length: int = 12) -> str:
