@@ -434,6 +434,8 @@ def _api_cases():
         ("unknown strategy", lambda t: PromptTuningConfig(strategy="both").validate(), r"unknown strategy 'both'"),
         ("epsilon < 0", lambda t: PromptTuningConfig(epsilon=-1).validate(), r"--epsilon must be >= 0"),
         ("prompt length 0", lambda t: PromptTuningConfig(prompt_length=0).validate(), r"--prompt-length must be at least 1"),
+        ("zero-shot filter gate above 1", lambda t: PromptTuningConfig(zero_shot_filter=1.5).validate(),
+         r"--zero-shot-filter is a dev accuracy in \[0, 1\], got 1.5"),
         ("lr inf", lambda t: PromptTuningConfig(lr=float("inf")).validate(), r"--lr must be a finite number > 0"),
         ("unknown generator mode", lambda t: GeneratorConfig(mode="x").validate(), r"unknown generator mode 'x'"),
         ("generator lr NaN", lambda t: GeneratorConfig(lr=float("nan")).validate(), r"--lr must be > 0"),

@@ -247,3 +247,40 @@ def test_bfloat16_backbone_trains_a_float32_prompt(rte_split, tmp_path):
     assert prompt.dtype == torch.float32 and torch.isfinite(prompt).all()
     assert m["test"]["n"] == 20
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["config"]["dtype"] == "bfloat16"
+
+
+def test_zero_shot_filter_keeps_rows_zero_shot_agrees_with_and_is_gated_on_dev(tiny_t5):
+    """Kept rows are exactly those whose zero-shot prediction (no prompt) is their label; a dev
+    accuracy below the gate leaves every row in."""
+    from synthpt.evaluate import evaluate, predict
+    from synthpt.prompt_tuning.zero_shot_filter import zero_shot_filter
+
+    syn, dev = toy_examples(24), toy_examples(8, offset=100)
+    pred = predict(Encoder(TOY, tiny_t5, max_length=32), syn).argmax(-1).tolist()
+    agree = [ex for ex, p in zip(syn, pred) if p == TOY.label_index(ex["label"])]
+    assert 0 < len(agree) < len(syn)  # the random model agrees with some rows, not all: the check can fail
+    kept, rep = zero_shot_filter(TOY, tiny_t5, dev, syn, 0.0, max_length=32)
+    assert kept == agree and rep["applied"] and rep["before"] == 24 and rep["after"] == len(agree)
+    assert rep["kept_per_label"] == {lab: sum(ex["label"] == lab for ex in agree) for lab in TOY.labels}
+    dev_acc = evaluate(TOY, tiny_t5, dev, max_length=32)["accuracy"]
+    assert rep["zero_shot_dev_accuracy"] == round(dev_acc, 4)
+    kept, rep = zero_shot_filter(TOY, tiny_t5, dev, syn, dev_acc + 1e-6, max_length=32)
+    assert kept == syn and not rep["applied"] and rep["after"] == 24 and "kept_per_label" not in rep
+
+
+def test_prompt_tune_with_zero_shot_filter_reports_it(rte_split, tmp_path, capsys):
+    from synthpt.cli import main
+
+    syn = tmp_path / "syn.jsonl"
+    write_jsonl(syn, [{"text1": f"premise {i}", "text2": f"hyp {i}", "label": ["entailment", "not_entailment"][i % 2]}
+                      for i in range(40)])
+    out = tmp_path / "pt"
+    assert main(["prompt-tune", "--task", "rte", "--data", str(rte_split), "--model", "tiny-t5", "--synthetic", str(syn),
+                 "--strategy", "paired", "--gradient-surgery", "--zero-shot-filter", "0", "--max-steps", "2",
+                 "--eval-every", "2", "--prompt-length", "4", "--max-length", "64", "--max-eval", "10",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    m = json.loads((out / "metrics.json").read_text())
+    rep = m["zero_shot_filter"]
+    assert rep["applied"] and rep["before"] == 40 and m["n_synthetic"] == rep["after"] == sum(rep["kept_per_label"].values())
+    assert json.loads((out / "config.json").read_text())["config"]["train"]["zero_shot_filter"] == 0.0

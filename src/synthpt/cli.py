@@ -136,6 +136,8 @@ PT_HELP = {
     "max_synthetic": "use at most this many synthetic examples (balanced over labels)",
     "balance_synthetic": "deal synthetic batches label by label (each batch holds every label about equally) "
                          "instead of at random",
+    "zero_shot_filter": "drop synthetic rows whose label the backbone's zero-shot classifier contradicts, "
+                        "when its accuracy on the few-shot dev set is at least this (e.g. 0.75; off by default)",
     "seed": "seed of the prompt initialisation and the data order",
     "skip_nonfinite": "skip a batch whose loss is NaN/inf instead of stopping",
 }

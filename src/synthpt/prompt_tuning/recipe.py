@@ -26,6 +26,7 @@ from synthpt.evaluate import evaluate
 from synthpt.models import Backbone, load_backbone, parse_dtype
 from synthpt.prompt_tuning.soft_prompt import check_prompt_fits, load_peft_prompt, save_peft_prompt
 from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTuningConfig
+from synthpt.prompt_tuning.zero_shot_filter import zero_shot_filter
 from synthpt.runinfo import config_hash, versions
 from synthpt.tasks import Task
 
@@ -121,6 +122,10 @@ def run_prompt_tuning(
         prompt0, _ = load_peft_prompt(init_prompt)
         check_prompt_fits(prompt0, bb, str(init_prompt))
     t0 = time.perf_counter()
+    filtered = None
+    if cfg.zero_shot_filter is not None and syn_rows:
+        syn_rows, filtered = zero_shot_filter(task, bb, splits["dev"], syn_rows, cfg.zero_shot_filter,
+                                              cfg.max_length, cfg.eval_batch_size)
     trainer = PromptTrainer(task, bb, cfg, splits["train"], splits["dev"], syn_rows, init_prompt=prompt0,
                             out_dir=out, progress=progress)
     if restart and dist.is_main():  # only now that every input is known good: a bad input leaves old outputs
@@ -139,6 +144,8 @@ def run_prompt_tuning(
         "n_synthetic": len(syn_rows), "trainable_parameters": int(result.prompt.numel()),
         "train_seconds": round(train_s, 2), "processes": dist.world_size(), "resumed_from_step": result.resumed_from, "config_hash": key,
     }
+    if filtered is not None:
+        metrics["zero_shot_filter"] = filtered
     if dist.is_main():
         save_peft_prompt(out, result.prompt, bb, extra={"task": task.name, "config_hash": key})
         write_json(out / "config.json", {"config": run_cfg, "versions": versions()})

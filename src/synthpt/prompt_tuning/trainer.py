@@ -56,6 +56,7 @@ class PromptTuningConfig:
     phase_split: float = 0.5  # real-then-syn / syn-then-real: fraction of steps in phase one
     max_synthetic: int | None = None  # use at most this many synthetic examples (balanced)
     balance_synthetic: bool = False  # synthetic batches deal the labels in turn instead of at random
+    zero_shot_filter: float | None = None  # drop synthetic rows zero-shot contradicts, if its dev accuracy >= this
     seed: int = 42
     skip_nonfinite: bool = False
 
@@ -83,6 +84,8 @@ class PromptTuningConfig:
             raise fail(f"--phase-split must be in (0, 1), got {self.phase_split}")
         if self.max_synthetic is not None and self.max_synthetic < 1:
             raise fail(f"--max-synthetic must be at least 1, got {self.max_synthetic}")
+        if self.zero_shot_filter is not None and not 0 <= self.zero_shot_filter <= 1:
+            raise fail(f"--zero-shot-filter is a dev accuracy in [0, 1], got {self.zero_shot_filter}")
         if self.gradient_surgery and self.strategy != "paired":
             raise fail("--gradient-surgery needs --strategy paired (a real and a synthetic batch per step)")
 
