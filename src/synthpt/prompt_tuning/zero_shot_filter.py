@@ -20,7 +20,7 @@ from synthpt.tasks import Task
 
 
 def zero_shot_filter(task: Task, backbone: Backbone, dev: list[dict[str, Any]], synthetic: list[dict[str, Any]],
-                     min_dev_accuracy: float, max_length: int, batch_size: int = 32
+                     min_dev_accuracy: float, max_length: int, batch_size: int = 32, progress: bool = False
                      ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(kept rows in their order, report).  Rows are kept when the zero-shot prediction (template
     + verbalizer, no soft prompt) is their label; all are kept when the gate stays shut."""
@@ -30,8 +30,8 @@ def zero_shot_filter(task: Task, backbone: Backbone, dev: list[dict[str, Any]], 
                               "applied": dev_acc >= min_dev_accuracy, "before": len(synthetic)}
     kept = synthetic
     if report["applied"] and synthetic:
-        # every process scores all rows (a few hundred at most): each then holds the same kept list
-        pred = predict(encoder, synthetic, None, batch_size).argmax(-1).tolist()
+        # every process scores all rows (forward only, no sharding), so each holds the same kept list
+        pred = predict(encoder, synthetic, None, batch_size, progress, desc="zero-shot filter").argmax(-1).tolist()
         kept = [ex for ex, p in zip(synthetic, pred) if p == task.label_index(ex["label"])]
         report["kept_per_label"] = {lab: sum(ex["label"] == lab for ex in kept) for lab in task.labels}
     report["after"] = len(kept)
