@@ -56,6 +56,27 @@ def test_prompt_tune_two_processes_equals_one(rte_split, data_dir, tmp_path):
     assert one["test"] == two["test"] and one["conflict_rate"] == two["conflict_rate"]
 
 
+def test_zero_shot_filter_two_processes_equals_one(rte_split, tmp_path):
+    """Every process keeps the same synthetic rows (the dev accuracy is gathered, the rows scored
+    whole), so two processes train what one does."""
+    from synthpt.data import write_jsonl
+
+    syn = tmp_path / "syn.jsonl"
+    write_jsonl(syn, [{"text1": f"premise {i}", "text2": f"hypothesis {i}", "label": ["entailment", "not_entailment"][i % 2]}
+                      for i in range(40)])
+    args = ["prompt-tune", "--task", "rte", "--data", str(rte_split), "--model", "tiny-t5", "--synthetic", str(syn),
+            "--strategy", "paired", "--zero-shot-filter", "0", "--max-steps", "2", "--batch-size", "4",
+            "--prompt-length", "4", "--max-length", "64", "--max-eval", "8", "--eval-every", "2"]
+    _run([sys.executable, "-m", "synthpt", *args, "--out", str(tmp_path / "one")])
+    _run(_launch(*args, "--out", str(tmp_path / "two")))
+    one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
+    assert two["processes"] == 2 and one["zero_shot_filter"] == two["zero_shot_filter"]
+    assert one["zero_shot_filter"]["applied"] and one["n_synthetic"] == two["n_synthetic"]
+    a = load_file(str(tmp_path / "one" / "adapter_model.safetensors"))["prompt_embeddings"]
+    b = load_file(str(tmp_path / "two" / "adapter_model.safetensors"))["prompt_embeddings"]
+    assert float((a - b).abs().max()) <= 1e-5
+
+
 def test_generate_two_processes_distinct_examples(data_dir, tmp_path):
     from synthpt.data import load_file, make_split
     from synthpt.generator import GeneratorConfig, run_generator_tuning
