@@ -284,3 +284,20 @@ def test_prompt_tune_with_zero_shot_filter_reports_it(rte_split, tmp_path, capsy
     rep = m["zero_shot_filter"]
     assert rep["applied"] and rep["before"] == 40 and m["n_synthetic"] == rep["after"] == sum(rep["kept_per_label"].values())
     assert json.loads((out / "config.json").read_text())["config"]["train"]["zero_shot_filter"] == 0.0
+
+
+def test_zero_shot_filter_that_keeps_nothing_says_so(rte_split, tmp_path):
+    """Rows whose every label the zero-shot classifier contradicts leave nothing to train on: one
+    clear error, not the strategy's 'needs synthetic data' for a file that was given."""
+    from synthpt.evaluate import predict
+    from synthpt.models import load_backbone
+
+    task = get_task("rte")
+    bb = load_backbone("tiny-t5")
+    rows = [{"text1": f"premise {i}", "text2": f"hypothesis {i}", "label": "entailment"} for i in range(12)]
+    pred = predict(Encoder(task, bb, max_length=64), rows).argmax(-1).tolist()
+    wrong = [dict(r, label=task.labels[1 - p]) for r, p in zip(rows, pred)]  # each row labelled against zero-shot
+    cfg = PromptTuningConfig(strategy="paired", zero_shot_filter=0.0, prompt_length=4, max_steps=2, eval_every=2,
+                             max_length=64)
+    with pytest.raises(SynthptError, match=r"contradicts every one of the 12 synthetic rows"):
+        run_prompt_tuning(task, rte_split, bb, tmp_path / "pt", cfg, synthetic=wrong, max_eval=8, progress=False)

@@ -126,6 +126,9 @@ def run_prompt_tuning(
     if cfg.zero_shot_filter is not None and syn_rows:
         syn_rows, filtered = zero_shot_filter(task, bb, splits["dev"], syn_rows, cfg.zero_shot_filter,
                                               cfg.max_length, cfg.eval_batch_size, progress)
+        if not syn_rows:
+            raise fail(f"--zero-shot-filter {cfg.zero_shot_filter}: the zero-shot classifier contradicts every one of "
+                       f"the {filtered['before']} synthetic rows' labels; raise the gate or leave the filter off")
     trainer = PromptTrainer(task, bb, cfg, splits["train"], splits["dev"], syn_rows, init_prompt=prompt0,
                             out_dir=out, progress=progress)
     if restart and dist.is_main():  # only now that every input is known good: a bad input leaves old outputs
