@@ -37,8 +37,15 @@ def _launch(*args: str) -> list[str]:
 def _run(cmd: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
+    # On failure show the workers' own errors too: the launcher's traceback alone fills the tail.
+    assert r.returncode == 0, _worker_errors(r.stderr) + "\n...\n" + r.stderr[-3000:]
     return r
+
+
+def _worker_errors(stderr: str) -> str:
+    """The lines of a failed launch that name a cause (a worker's exception, a fatal signal)."""
+    keys = ("Error", "error:", "Exception", "terminate called", "what():", "Signal", "[rank")
+    return "\n".join(ln for ln in stderr.splitlines() if any(k in ln for k in keys))[-4000:]
 
 
 def test_prompt_tune_two_processes_equals_one(rte_split, data_dir, tmp_path):
