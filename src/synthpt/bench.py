@@ -155,16 +155,21 @@ def t5_small_backbone(dtype: torch.dtype | None = None, seed: int = 0) -> Backbo
     tok = ByT5Tokenizer()
     cfg = T5Config(**T5_SMALL, feed_forward_proj="relu", decoder_start_token_id=tok.pad_token_id,
                    pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    return _frozen_random(T5ForConditionalGeneration, cfg, tok, "t5-small-shaped (random)", seed, dtype)
+
+
+def _frozen_random(cls: Any, cfg: Any, tok: Any, name: str, seed: int, dtype: torch.dtype | None = None) -> Backbone:
+    """``cls(cfg)`` with seeded random weights, frozen, on the bench device (and dtype)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = T5ForConditionalGeneration(cfg)
+        model = cls(cfg)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     model.to(_device())
     if dtype is not None:
         model.to(dtype)
-    return Backbone(model=model, tokenizer=tok, name_or_path="t5-small-shaped (random)", is_seq2seq=True)
+    return Backbone(model=model, tokenizer=tok, name_or_path=name, is_seq2seq=bool(cfg.is_encoder_decoder))
 
 
 def _prompt_trainer(bb: Backbone, task: Task, train: list[dict], syn: list[dict] | None = None, **cfg_kw: Any):
@@ -228,12 +233,9 @@ def _trainer_forward(tr: Any, step: int) -> torch.Tensor:
     """The forward half of ``PromptTrainer.train_step`` (what autograd saves for its backward)."""
     import torch.nn.functional as F
 
-    from synthpt.prompt_tuning.verbalizer import label_logprobs
-
     rows = tr.plan.rows(step)
     y = torch.tensor([tr.labels[r.source][r.index] for r in rows], device=tr.bb.device)
-    rows_p = tr.prompt.unsqueeze(0).expand(len(rows), -1, -1)
-    scores = label_logprobs(tr.encoder, [tr._ctx(r.source, r.index) for r in rows], rows_p)
+    _, scores = tr.score_rows(rows)
     return F.cross_entropy(scores, y)
 
 
@@ -268,6 +270,51 @@ def pt_step_vs_peft(reps: int = 5, dtype: torch.dtype | None = None, warmup: int
     ]
 
 
+def llama_small_backbone(seed: int = 0) -> Backbone:
+    """A frozen random Llama-shaped causal LM (SmolLM2's architecture: rotary positions, grouped KV
+    heads; d 256, 4 layers, 4 heads, 2 KV heads) with the byte-level ByT5 tokenizer."""
+    from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = ByT5Tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    return _frozen_random(LlamaForCausalLM, cfg, tok, "llama-shaped (random)", seed)
+
+
+def causal_prefix_step_vs_plain_step(reps: int = 5) -> dict[str, Any]:
+    """A paired prompt-tuning step on a causal LM with the prompt run once per view and shared as a
+    KV-cache prefix, over the same step with the prompt run in front of every row (what PEFT's
+    causal prompt tuning does).  Same trainer, batches and model; only the scoring path differs."""
+    from synthpt.prompt_tuning import verbalizer
+
+    bb = llama_small_backbone()
+    real, syn = bench_examples(64), bench_examples(64, seed=3)
+    half = BATCH // 2
+    tr = _prompt_trainer(bb, BENCH_TASK, real, syn, strategy="paired", gradient_surgery=True,
+                         batch_size=half, syn_batch_size=BATCH - half)
+    lens = {len(tr._ctx(r.source, r.index)) for s in range(4) for r in tr.plan.rows(s)}
+    steps = iter(range(10 ** 9))
+
+    def side(prefix: bool) -> Callable[[], None]:
+        def step() -> None:
+            verbalizer._PREFIX_OK[bb.model] = prefix  # set, not checked: this model passes the check
+            tr.train_step(next(steps))
+
+        return step
+
+    assert verbalizer._prefix_supported(bb, tr.prompt.detach().unsqueeze(0))
+    t = interleaved({"prefix": side(True), "plain": side(False)}, reps)
+    verbalizer._PREFIX_OK.pop(bb.model, None)
+    r = t["prefix"] / t["plain"]
+    return _result("causal_prefix_step_vs_plain_step", r, 1.0, r <= 1.0, prefix_step_s=round(t["prefix"], 4),
+                   plain_step_s=round(t["plain"], 4), model="llama-shaped random (d 256, 4 layers, 4 heads, "
+                   "2 KV heads, d_ff 768, byte-level vocab 384)", batch_size=BATCH,
+                   paired_rows={"real": half, "syn": BATCH - half}, input_tokens=sorted(lens),
+                   prompt_tokens=PROMPT_TOKENS, reps=reps,
+                   how="label words of 2 byte tokens: 2 scored rows per example on both sides")
+
+
 # ---- 2. gradient surgery: paired step vs one mixed batch --------------------------------------
 def gs_paired_step_vs_mixed_step(reps: int = 5, dtype: torch.dtype | None = None, input_tokens: int = 64,
                                  prompt_tokens: int = 20) -> dict[str, Any]:
@@ -288,7 +335,7 @@ def gs_paired_step_vs_mixed_step(reps: int = 5, dtype: torch.dtype | None = None
                    mixed_step_s=round(t["mixed"], 4), rows_per_step=BATCH,
                    paired_rows={"real": half, "syn": BATCH - half}, model="t5-small-shaped random",
                    input_tokens=input_tokens, prompt_tokens=prompt_tokens, reps=reps,
-                   how="one forward + one backward to the (B, n, d) prompt view in both; surgery on δ_real, δ_syn")
+                   how="one forward + one backward to the prompt views in both; surgery on δ_real, δ_syn")
 
 
 # ---- 3, 4. generator (reuses synthpt.generator.bench) ------------------------------------------
@@ -422,6 +469,7 @@ def _figures(quick: bool, dtype: torch.dtype | None) -> dict[str, Callable[[], l
         "pt_step_time_vs_peft": pt(0),
         "pt_step_memory_vs_peft": pt(1),
         "gs_paired_step_vs_mixed_step": lambda: [gs_paired_step_vs_mixed_step(reps=reps, dtype=dtype)],
+        "causal_prefix_step_vs_plain_step": lambda: [causal_prefix_step_vs_plain_step(reps=reps)],
         "dawgen_step_vs_plain_step": lambda: [dawgen_step_vs_plain_step(reps=5 if quick else 9)],
         "generation_speedup_vs_loop": lambda: [generation_speedup_vs_loop()],
         "eval_speedup_vs_generate": lambda: [eval_speedup_vs_generate(n=32 if quick else 128, dtype=dtype,

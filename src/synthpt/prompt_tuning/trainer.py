@@ -2,11 +2,11 @@
 
 One step:
 1. the strategy's global batch for this step (a pure function of seed and step);
-2. this process's slice of it, scored in ONE forward pass with the prompt broadcast to
-   every row as a (B, n, d) view;
-3. ONE backward to that view: its gradient holds each row's share, so summing the real
-   rows gives δ_real and the synthetic rows δ_syn (no second forward/backward as the naive
-   way needs);
+2. this process's slice of it, scored in ONE forward pass with two views of the prompt,
+   one read by the real rows and one by the synthetic rows (on a causal LM each view is
+   run once and shared as a KV-cache prefix);
+3. ONE backward to those views: the first one's gradient is δ_real, the second's δ_syn
+   (no second forward/backward as the naive way needs);
 4. all-reduce across processes, gradient surgery on the global δ's, an AdamW step.
 Dev evaluation keeps the best prompt; checkpoints make any kill resumable bit for bit.
 """
@@ -162,8 +162,7 @@ class PromptTrainer:
         dev = self.bb.device
         is_syn = torch.tensor([r.source == "syn" for r in mine], device=dev)
         y = torch.tensor([self.labels[r.source][r.index] for r in mine], device=dev)
-        rows_p = self.prompt.unsqueeze(0).expand(len(mine), -1, -1)
-        scores = label_logprobs(self.encoder, [self._ctx(r.source, r.index) for r in mine], rows_p)
+        views, scores = self.score_rows(mine)
         ce = F.cross_entropy(scores, y, reduction="none")
         if cfg.label_smoothing > 0 and n_syn:
             ce_ls = F.cross_entropy(scores, y, reduction="none", label_smoothing=cfg.label_smoothing)
@@ -173,10 +172,10 @@ class PromptTrainer:
         else:
             w = torch.full_like(ce, 1.0 / len(rows))
         loss = (ce * w).sum()
-        (g_rows,) = torch.autograd.grad(loss, rows_p)
-        # float64 sums: the result then hardly depends on how rows are split across processes
-        g64 = g_rows.double()
-        parts = torch.stack([g64[~is_syn].sum(0), g64[is_syn].sum(0)])
+        (g_views,) = torch.autograd.grad(loss, views)
+        # [δ_real, δ_syn] of this process's rows; float64 across processes, so the result hardly
+        # depends on how rows are split among them
+        parts = g_views.double()
         # masked sums, not ce * mask: a NaN in one kind of row must not leak into the other's loss
         stats = torch.stack([ce[~is_syn].sum(), ce[is_syn].sum()]).detach().double()
         parts = dist.all_reduce_sum(parts)
@@ -208,6 +207,13 @@ class PromptTrainer:
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
         return record
+
+    def score_rows(self, rows: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt as two views (real, synthetic) and the rows' (B, L) label log-probabilities:
+        the gradient of a loss on the scores w.r.t. the views is [δ_real, δ_syn]."""
+        views = self.prompt.unsqueeze(0).expand(2, -1, -1)
+        which = torch.tensor([int(r.source == "syn") for r in rows], device=self.bb.device)
+        return views, label_logprobs(self.encoder, [self._ctx(r.source, r.index) for r in rows], views, which)
 
     # ---- dev selection, checkpoints --------------------------------------------------
     def evaluate_dev(self) -> dict[str, float]:

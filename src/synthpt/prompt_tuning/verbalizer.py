@@ -10,15 +10,25 @@ the same labels).  Causal LMs read the label word after the input (only the posi
 that are needed go through the LM head, which matters for 50k-word vocabularies); T5
 reads it in the decoder after the sentinel ``<extra_id_0>`` that replaces ``{mask}``.
 
-The soft prompt may be ``(n, d)`` (shared) or ``(B, n, d)`` (one row per example): the
-second form lets gradient surgery get each row's share of the gradient from a single
-backward pass.
+The soft prompt may be ``(n, d)`` (shared), ``(B, n, d)`` (one row per example), or
+``(G, n, d)`` copies with ``prompt_index`` naming each example's copy: gradient surgery
+passes one copy for the real rows and one for the synthetic rows, and reads δ_real and
+δ_syn off their gradients after a single backward pass.
+
+On a causal LM the prompt sits before the input and attends only to itself, so its keys
+and values are the same for every example: they are computed once per copy and shared as
+a KV-cache prefix (``prefix_kv``), which saves the prompt's share of every forward and
+backward (about a fifth of a step with 20 prompt tokens before 40-100 input tokens).  A
+one-time check per model compares it with the plain forward and falls back to that on
+any model whose cache does not behave (see ``_prefix_supported``).
 """
 
 from __future__ import annotations
 
+import inspect
 import string
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,35 +187,115 @@ def _with_prompt(
 
 
 def label_logprobs(
-    encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None = None
+    encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None = None,
+    prompt_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(B, L) log-probabilities of each label word (summed over its tokens)."""
+    """(B, L) log-probabilities of each label word (summed over its tokens).
+
+    ``prompt``: ``(n, d)`` for every row, ``(B, n, d)`` one per row, or ``(G, n, d)`` with
+    ``prompt_index`` (B,) giving each row's copy."""
+    if prompt is not None and prompt_index is None and prompt.dim() == 3 and prompt.shape[0] != len(ctx):
+        raise ValueError(f"a (G, n, d) prompt with G={prompt.shape[0]} != {len(ctx)} rows needs prompt_index")
+    if prompt is not None and prompt_index is not None:
+        if prompt.dim() != 3 or prompt_index.shape != (len(ctx),):
+            raise ValueError("prompt_index needs a (G, n, d) prompt and one index per row")
+        if encoder.backbone.is_seq2seq:  # T5's encoder lets the prompt read the input: nothing to share
+            prompt, prompt_index = prompt[prompt_index.to(prompt.device)], None
     bb = encoder.backbone
     if bb.is_seq2seq:
         return _seq2seq_scores(encoder, ctx, prompt)
-    return _causal_scores(encoder, ctx, prompt)
+    return _causal_scores(encoder, ctx, prompt, prompt_index)
 
 
-def _causal_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
+# ---- the prompt as a shared KV-cache prefix (causal LMs) ------------------------------------------
+_PREFIX_OK: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _copies(prompt: torch.Tensor, rows: int, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt as (G, n, d) copies and each row's copy (B,)."""
+    dev = prompt.device
+    if prompt.dim() == 2:
+        return prompt.unsqueeze(0), torch.zeros(rows, dtype=torch.long, device=dev)
+    if index is None:
+        return prompt, torch.arange(rows, device=dev)
+    return prompt, index.to(device=dev, dtype=torch.long)
+
+
+def _cache_kwarg(model: Any) -> str:
+    """``cache`` (transformers 5) or ``past_key_values`` (4.x): the forward's name for the KV cache."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _prefix_hidden(bb: Backbone, copies: torch.Tensor, index: torch.Tensor, ids: torch.Tensor,
+                   mask: torch.Tensor) -> torch.Tensor:
+    """Hidden states of the input positions only, with each row's prompt copy as a KV prefix."""
+    base = bb.model.base_model
+    kw = _cache_kwarg(base)
+    out = base(inputs_embeds=copies.to(bb.model.dtype), use_cache=True)
+    cache = out.cache if hasattr(out, "cache") else out.past_key_values
+    cache.batch_select_indices(index)  # differentiable indexing: gradients reach the copies
+    ones = torch.ones((ids.shape[0], copies.shape[1]), dtype=mask.dtype, device=mask.device)
+    return base(inputs_embeds=bb.embed(ids), attention_mask=torch.cat([ones, mask], dim=1),
+                **{kw: cache}).last_hidden_state
+
+
+def _full_hidden(bb: Backbone, rows_prompt: torch.Tensor | None, ids: torch.Tensor,
+                 mask: torch.Tensor) -> torch.Tensor:
+    """Hidden states of the input positions, the prompt (if any) run in front of every row."""
+    embeds, attn = _with_prompt(bb, ids, mask, rows_prompt)
+    hidden = bb.model.base_model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
+    return hidden if rows_prompt is None else hidden[:, rows_prompt.shape[-2]:]
+
+
+def _prefix_supported(bb: Backbone, copies: torch.Tensor) -> bool:
+    """Once per model: does the KV-prefix forward give the plain forward's hidden states?
+
+    Checked, not assumed: a model whose forward ignores or reshapes the cache (remote code,
+    sliding-window or recurrent caches, absolute positions read from the mask) fails the
+    comparison or raises, and then every call takes the plain path."""
+    ok = _PREFIX_OK.get(bb.model)
+    if ok is None:
+        ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, bb.tokenizer.pad_token_id]], device=bb.device)
+        ids = ids.clamp(max=bb.model.get_input_embeddings().num_embeddings - 1)
+        mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], device=bb.device)
+        probe = copies[:1].detach()
+        index = torch.zeros(2, dtype=torch.long, device=bb.device)
+        try:
+            with torch.no_grad():
+                a = _prefix_hidden(bb, probe, index, ids, mask)
+                b = _full_hidden(bb, probe.expand(2, -1, -1), ids, mask)
+            keep = mask.bool()
+            ok = bool(a.shape == b.shape and torch.allclose(a[keep].float(), b[keep].float(), rtol=1e-3, atol=1e-4))
+        except Exception:  # any failure of the cache path means: use the plain forward
+            ok = False
+        _PREFIX_OK[bb.model] = ok
+    return ok
+
+
+def _causal_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None,
+                   prompt_index: torch.Tensor | None = None) -> torch.Tensor:
     bb = encoder.backbone
     dev = bb.device
-    n = 0 if prompt is None else prompt.shape[-2]
     L = len(encoder.label_ids)
+    copies = index = None
+    if prompt is not None:
+        copies, index = _copies(prompt, len(ctx), prompt_index)
     if encoder.single_token:
-        seqs, rows_prompt = ctx, prompt
+        seqs = ctx
     else:  # one row per (example, label): context + that label's word, less its last token (never an input,
         # and the Encoder's budget counts on it: a full-length context would run past the model's positions)
         seqs = [c + lab[:-1] for c in ctx for lab in encoder.label_ids]
-        rows_prompt = prompt
-        if prompt is not None and prompt.dim() == 3:
-            rows_prompt = prompt.repeat_interleave(L, dim=0)
+        if index is not None:
+            index = index.repeat_interleave(L)
     ids, mask = pad_right(seqs, bb.tokenizer.pad_token_id)
     ids, mask = ids.to(dev), mask.to(dev)
-    embeds, attn = _with_prompt(bb, ids, mask, rows_prompt)
-    hidden = bb.model.base_model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
+    if copies is not None and _prefix_supported(bb, copies):
+        hidden = _prefix_hidden(bb, copies, index, ids, mask)
+    else:
+        hidden = _full_hidden(bb, None if copies is None else copies[index], ids, mask)
     head = bb.model.get_output_embeddings()
     if encoder.single_token:
-        last = torch.tensor([n + len(c) - 1 for c in ctx], device=dev)
+        last = torch.tensor([len(c) - 1 for c in ctx], device=dev)  # hidden: input positions only
         h = hidden[torch.arange(len(ctx), device=dev), last]
         logp = F.log_softmax(head(h).float(), dim=-1)
         return logp[:, [ids_[0] for ids_ in encoder.label_ids]]
@@ -216,7 +306,7 @@ def _causal_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor 
         for lab in encoder.label_ids:
             for j, t in enumerate(lab):
                 row_idx.append(r)
-                pos_idx.append(n + len(c) - 1 + j)
+                pos_idx.append(len(c) - 1 + j)
                 tgt.append(t)
                 owner.append(r)
             r += 1

@@ -1,0 +1,131 @@
+"""The soft prompt as a shared KV-cache prefix on causal LMs: same scores and gradients as
+running the prompt in front of every row, and a fallback for models whose cache misbehaves."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from synthpt.models import Backbone
+from synthpt.prompt_tuning import Encoder, init_from_vocab, label_logprobs
+from synthpt.prompt_tuning import verbalizer as vb
+from synthpt.tasks import get_task
+
+EXAMPLES = [
+    {"text1": "A man plays a guitar on stage.", "text2": "A man plays."},
+    {"text1": "Short.", "text2": "Nobody is here at all, the room is empty."},
+    {"text1": "The cat sat on the mat near the door.", "text2": "A cat sat."},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tiny_gpt2):
+    """A random 2-layer Llama (rotary positions, grouped KV heads: SmolLM2's architecture)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = tiny_gpt2.tokenizer
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      pad_token_id=tok.pad_token_id)
+    model = LlamaForCausalLM(cfg).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Backbone(model=model, tokenizer=tok, name_or_path="tiny-llama (random)", is_seq2seq=False)
+
+
+@pytest.fixture(params=["tiny-gpt2", "tiny-llama"])
+def causal(request, tiny_gpt2, tiny_llama):
+    return tiny_gpt2 if request.param == "tiny-gpt2" else tiny_llama
+
+
+def _plain(bb: Backbone, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Force the plain path (the prompt run in front of every row) for ``bb``."""
+    monkeypatch.setitem(vb._PREFIX_OK, bb.model, False)
+
+
+@pytest.mark.parametrize("task_name", ["rte", "mnli"])  # single- and multi-token label words
+def test_prefix_scores_equal_the_plain_forward(causal, task_name, monkeypatch):
+    enc = Encoder(get_task(task_name), causal, max_length=128, prompt_length=4)
+    ids = enc.encode_many(EXAMPLES)
+    prompt = init_from_vocab(causal, 4, seed=1)
+    with torch.no_grad():
+        fast = label_logprobs(enc, ids, prompt)
+        assert vb._PREFIX_OK[causal.model] is True  # the shared prefix really ran
+        _plain(causal, monkeypatch)
+        plain = label_logprobs(enc, ids, prompt)
+    assert torch.allclose(fast, plain, atol=1e-5), (fast - plain).abs().max()
+
+
+def test_prefix_views_give_real_and_synthetic_gradients(causal, monkeypatch):
+    """Two views of the prompt (real rows, synthetic rows): their gradients are the per-group sums
+    of the plain path's per-row gradients."""
+    enc = Encoder(get_task("rte"), causal, max_length=128, prompt_length=3)
+    ids = enc.encode_many(EXAMPLES + [{"text1": "Rain fell all day.", "text2": "It was dry."}])
+    y = torch.tensor([0, 0, 0, 1])
+    which = torch.tensor([0, 0, 1, 1])  # each group: its own rows and labels, so its own gradient
+    P = torch.nn.Parameter(init_from_vocab(causal, 3, seed=2))
+
+    views = P.unsqueeze(0).expand(2, -1, -1)
+    (g_views,) = torch.autograd.grad(F.cross_entropy(label_logprobs(enc, ids, views, which), y), views)
+    assert vb._PREFIX_OK[causal.model] is True
+    _plain(causal, monkeypatch)
+    rows = P.unsqueeze(0).expand(4, -1, -1)
+    (g_rows,) = torch.autograd.grad(F.cross_entropy(label_logprobs(enc, ids, rows), y), rows)
+    want = torch.stack([g_rows[which == 0].sum(0), g_rows[which == 1].sum(0)])
+    assert (want[0] - want[1]).abs().max() > 100 * (1e-6 + 1e-4 * want.abs().max())  # the test can tell
+    assert torch.allclose(g_views, want, atol=1e-6, rtol=1e-4), (g_views - want).abs().max()
+
+
+def test_a_model_whose_cache_path_fails_takes_the_plain_path(tiny_llama, monkeypatch):
+    enc = Encoder(get_task("rte"), tiny_llama, max_length=128, prompt_length=2)
+    ids = enc.encode_many(EXAMPLES)
+    prompt = init_from_vocab(tiny_llama, 2, seed=3)
+    with torch.no_grad():
+        want = label_logprobs(enc, ids, prompt)
+
+    def broken(*a, **k):
+        raise TypeError("this model's forward takes no cache")
+
+    monkeypatch.delitem(vb._PREFIX_OK, tiny_llama.model)
+    monkeypatch.setattr(vb, "_prefix_hidden", broken)
+    with torch.no_grad():
+        got = label_logprobs(enc, ids, prompt)
+    assert vb._PREFIX_OK[tiny_llama.model] is False
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_a_cache_that_changes_the_numbers_is_not_used(tiny_llama, monkeypatch):
+    """The one-time check compares numbers, not only that the call returns."""
+    enc = Encoder(get_task("rte"), tiny_llama, max_length=128, prompt_length=2)
+    prompt = init_from_vocab(tiny_llama, 2, seed=4)
+    real = vb._prefix_hidden
+    monkeypatch.delitem(vb._PREFIX_OK, tiny_llama.model, raising=False)
+    monkeypatch.setattr(vb, "_prefix_hidden", lambda *a: real(*a) + 0.1)
+    with torch.no_grad():
+        label_logprobs(enc, enc.encode_many(EXAMPLES), prompt)
+    assert vb._PREFIX_OK[tiny_llama.model] is False
+
+
+def test_prompt_index_needs_copies_and_one_index_per_row(tiny_gpt2):
+    enc = Encoder(get_task("rte"), tiny_gpt2, max_length=128, prompt_length=2)
+    ids = enc.encode_many(EXAMPLES)
+    prompt = init_from_vocab(tiny_gpt2, 2, seed=5)
+    with pytest.raises(ValueError, match="prompt_index"):
+        label_logprobs(enc, ids, prompt, torch.tensor([0, 0, 0]))
+    with pytest.raises(ValueError, match="prompt_index"):
+        label_logprobs(enc, ids, prompt.unsqueeze(0).expand(2, -1, -1))
+
+
+def test_seq2seq_views_equal_per_row_prompts(tiny_t5):
+    """T5 reads the prompt in a bidirectional encoder, so views are expanded per row instead."""
+    enc = Encoder(get_task("rte"), tiny_t5, max_length=128, prompt_length=3)
+    ids = enc.encode_many(EXAMPLES)
+    P = init_from_vocab(tiny_t5, 3, seed=6)
+    views = torch.stack([P, P + 0.5])
+    which = torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        got = label_logprobs(enc, ids, views, which)
+        want = label_logprobs(enc, ids, views[which])
+    assert torch.equal(got, want)
