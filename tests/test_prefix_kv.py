@@ -129,3 +129,17 @@ def test_seq2seq_views_equal_per_row_prompts(tiny_t5):
         got = label_logprobs(enc, ids, views, which)
         want = label_logprobs(enc, ids, views[which])
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_models_pass_the_check(tiny_gpt2, dtype):
+    """The check allows for half precision's rounding (else fp16/bf16 users would lose the speed-up)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = tiny_gpt2.tokenizer
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         pad_token_id=tok.pad_token_id)).eval().to(dtype)
+    bb = Backbone(model=model, tokenizer=tok, name_or_path="tiny-llama (random, half)", is_seq2seq=False)
+    assert vb._prefix_supported(bb, init_from_vocab(bb, 5, seed=0).float().unsqueeze(0))

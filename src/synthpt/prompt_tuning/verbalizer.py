@@ -265,7 +265,11 @@ def _prefix_supported(bb: Backbone, copies: torch.Tensor) -> bool:
                 a = _prefix_hidden(bb, probe, index, ids, mask)
                 b = _full_hidden(bb, probe.expand(2, -1, -1), ids, mask)
             keep = mask.bool()
-            ok = bool(a.shape == b.shape and torch.allclose(a[keep].float(), b[keep].float(), rtol=1e-3, atol=1e-4))
+            # relative to the largest activation: rounding is ~1e-7 of it in fp32 and ~1e-3 in fp16,
+            # a wrong prefix (ignored, mis-positioned, mis-masked) is of the order of the activation
+            tol = 1e-4 if b.dtype == torch.float32 else 2e-2
+            err = (a[keep].float() - b[keep].float()).abs().max()
+            ok = bool(a.shape == b.shape and err <= tol * b[keep].float().abs().max())
         except Exception:  # any failure of the cache path means: use the plain forward
             ok = False
         _PREFIX_OK[bb.model] = ok
