@@ -270,6 +270,7 @@ def pt_step_vs_peft(reps: int = 5, dtype: torch.dtype | None = None, warmup: int
     ]
 
 
+# ---- 1b. causal LMs: the prompt as a shared KV prefix vs in front of every row ---------------
 def llama_small_backbone(seed: int = 0) -> Backbone:
     """A frozen random Llama-shaped causal LM (SmolLM2's architecture: rotary positions, grouped KV
     heads; d 256, 4 layers, 4 heads, 2 KV heads) with the byte-level ByT5 tokenizer."""

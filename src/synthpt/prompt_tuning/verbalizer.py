@@ -26,6 +26,7 @@ any model whose cache does not behave (see ``_prefix_supported``).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import string
 import warnings
@@ -222,16 +223,18 @@ def _copies(prompt: torch.Tensor, rows: int, index: torch.Tensor | None) -> tupl
     return prompt, index.to(device=dev, dtype=torch.long)
 
 
-def _cache_kwarg(model: Any) -> str:
-    """``cache`` (transformers 5) or ``past_key_values`` (4.x): the forward's name for the KV cache."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+@functools.cache
+def _cache_kwarg(model_cls: type) -> str:
+    """``cache`` (transformers 5) or ``past_key_values`` (4.x): the forward's name for the KV cache
+    (read once per model class, not on every step)."""
+    return "cache" if "cache" in inspect.signature(model_cls.forward).parameters else "past_key_values"
 
 
 def _prefix_hidden(bb: Backbone, copies: torch.Tensor, index: torch.Tensor, ids: torch.Tensor,
                    mask: torch.Tensor) -> torch.Tensor:
     """Hidden states of the input positions only, with each row's prompt copy as a KV prefix."""
     base = bb.model.base_model
-    kw = _cache_kwarg(base)
+    kw = _cache_kwarg(type(base))
     out = base(inputs_embeds=copies.to(bb.model.dtype), use_cache=True)
     cache = out.cache if hasattr(out, "cache") else out.past_key_values
     cache.batch_select_indices(index)  # differentiable indexing: gradients reach the copies
