@@ -23,7 +23,9 @@ from synthpt.data import (
     load_split,
     make_split,
     read_jsonl,
+    sample_heldout,
     sample_kshot,
+    training_pool,
     write_json,
     write_jsonl,
 )
@@ -308,3 +310,35 @@ def test_load_hub_maps_columns_without_network(monkeypatch: pytest.MonkeyPatch) 
     fake = types.SimpleNamespace(load_dataset=lambda name, config, split: FakeSplit(rows))
     monkeypatch.setitem(sys.modules, "datasets", fake)
     assert load_hub("snli", "snli", "test") == [{"text1": "a", "text2": "b", "label": "contradiction"}]
+
+
+# ---------------------------------------------------------------- held-out gold rows (the oracle)
+
+
+def test_sample_heldout_skips_the_split_and_is_balanced(data_dir: Path, tmp_path: Path) -> None:
+    task = get_task("rte")
+    make_split(task, 16, 42, data_dir, tmp_path / "split")
+    split = load_split(tmp_path / "split", task)
+    pool = training_pool(task, data_dir)
+    used = split["train"] + split["dev"]
+    rows = sample_heldout(pool, task, 20, 42, exclude=used)
+    assert Counter(ex["label"] for ex in rows) == {"entailment": 20, "not_entailment": 20}
+    key = lambda ex: (ex["text1"], ex["text2"])  # noqa: E731
+    assert len({key(ex) for ex in rows}) == 40  # no row twice
+    assert not {key(ex) for ex in rows} & {key(ex) for ex in used}  # never the few-shot rows
+    assert all(key(ex) in {key(p) for p in pool} for ex in rows)  # real, gold-labelled rows
+    assert rows == sample_heldout(pool, task, 20, 42, exclude=used)  # deterministic per seed
+    assert rows != sample_heldout(pool, task, 20, 13, exclude=used)
+
+
+def test_sample_heldout_errors() -> None:
+    rows = [{"text1": f"p{i}", "text2": "h", "label": lab} for i, lab in enumerate(["entailment"] * 3 + ["not_entailment"] * 5)]
+    out = sample_heldout(rows + rows[1:2], "rte", 2, 1, exclude=[dict(rows[0])])
+    # the two entailment rows left after the exclusion, each once though the pool repeats one
+    assert sorted(ex["text1"] for ex in out if ex["label"] == "entailment") == ["p1", "p2"]
+    with pytest.raises(SynthptError, match=r"label 'entailment' has 2 rows outside the split, need 3"):
+        sample_heldout(rows, "rte", 3, 1, exclude=rows[:1])
+    with pytest.raises(SynthptError, match="positive integer"):
+        sample_heldout(rows, "rte", 0, 1, exclude=[])
+    with pytest.raises(SynthptError, match="no data directory"):
+        training_pool("rte", None)

@@ -118,6 +118,23 @@ def test_run_pipeline_caches_each_stage(tmp_path, data_dir, fake_gen):
     assert [s["status"] for s in r3["stages"]] == ["cached", "cached", "ran", "ran"]
 
 
+def test_gold_oracle_trains_on_heldout_rows(tmp_path, data_dir):
+    """`pt+gold`: Step 3 on gold rows outside the split, as many per label as generation keeps."""
+    from synthpt.data import load_split, read_jsonl
+    from synthpt.experiments.pipeline import run_pipeline
+    from synthpt.tasks import get_task
+
+    out = tmp_path / "run"
+    r = run_pipeline(get_task("rte"), 42, data_dir, out, _settings(), method="pt+gold", progress=False)
+    rows = read_jsonl(out / "heldout.jsonl")
+    split = load_split(out / "split", "rte")
+    key = lambda ex: (ex["text1"], ex["text2"])  # noqa: E731
+    assert len(rows) == 16 and not {key(x) for x in rows} & {key(x) for x in split["train"] + split["dev"]}
+    metrics = json.loads((out / "prompt" / "metrics.json").read_text())
+    assert metrics["n_synthetic"] == 16 and metrics["strategy"] == "paired" and metrics["gradient_surgery"]
+    assert {"accuracy"} <= set(r["test"])
+
+
 # ---- the method registry -------------------------------------------------------------------------
 def test_registry_names_and_adding_a_method(tmp_path, data_dir):
     from synthpt.experiments.grid import run_experiment
@@ -187,6 +204,15 @@ def test_grid_caching_and_resume(tmp_path, data_dir, fake_gen, monkeypatch):
     # narrowing the grid on the command line
     with pytest.raises(SynthptError, match="not in the config's seeds"):
         grid.run_experiment(_settings(), data_dir, out2, seeds=[99], progress=False)
+
+    # --methods may add a registered method that the config does not list: only its cell runs
+    n_cells = len(grid.CELL_RUNS)
+    res = grid.run_experiment(_settings(), data_dir, out2, methods=["pt+gold", "pt"], progress=False)
+    assert grid.CELL_RUNS[n_cells:] == [("rte", 13, "pt+gold")]
+    assert [r["method"] for r in res["records"]] == ["pt", "pt+gold"]
+    assert "| PT + held-out gold rows (oracle) |" in (out2 / "table.md").read_text()
+    with pytest.raises(SynthptError, match="neither rows of the config .* nor registered methods"):
+        grid.run_experiment(_settings(), data_dir, out2, methods=["pt", "nonesuch"], progress=False)
 
 
 # ---- tables on known numbers ---------------------------------------------------------------------

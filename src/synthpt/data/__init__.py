@@ -13,7 +13,7 @@ from synthpt.data.io import (
     write_jsonl,
 )
 from synthpt.data.loaders import load_file, load_hub, load_lmbff_kshot, load_official
-from synthpt.data.sampling import SEEDS, load_split, make_split, sample_kshot
+from synthpt.data.sampling import SEEDS, load_split, make_split, sample_heldout, sample_kshot, training_pool
 
 __all__ = [
     "SEEDS",
@@ -27,7 +27,9 @@ __all__ = [
     "load_split",
     "make_split",
     "read_jsonl",
+    "sample_heldout",
     "sample_kshot",
+    "training_pool",
     "write_json",
     "write_jsonl",
 ]

@@ -68,6 +68,55 @@ def sample_kshot(
     return train, dev
 
 
+def _row_key(task: Task, ex: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(ex.get(f, "")).strip() for f in task.fields)
+
+
+def sample_heldout(
+    pool: list[dict[str, Any]], task: Task | str, n_per_label: int, seed: int,
+    exclude: list[dict[str, Any]], source: str = "training pool",
+) -> list[dict[str, Any]]:
+    """``n_per_label`` gold rows per label from ``pool``, none of whose texts is in ``exclude``.
+
+    Why: a few-shot split leaves most of a task's training pool unused, and its held-out rows are
+    what a perfect generator would write (in domain, correctly labelled).  Training on them in
+    place of synthetic data measures how much synthetic data *could* add at best.  Rows whose
+    texts equal a row of ``exclude`` (the split's train and dev) are skipped, so the few-shot
+    data is never seen twice; a label with fewer than ``n_per_label`` such rows is an error.
+    """
+    t = as_task(task)
+    if isinstance(n_per_label, bool) or not isinstance(n_per_label, int) or n_per_label <= 0:
+        raise fail(f"{source}: rows per label must be a positive integer, got {n_per_label!r}")
+    seen = {_row_key(t, ex) for ex in exclude}
+    by_label: dict[str, list[dict[str, Any]]] = {lab: [] for lab in t.labels}
+    for ex in pool:
+        key = _row_key(t, ex)
+        if key in seen or ex.get("label") not in by_label:
+            continue
+        seen.add(key)  # the pool's own duplicates count once
+        by_label[ex["label"]].append(ex)
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    for lab, rows in by_label.items():
+        if len(rows) < n_per_label:
+            raise fail(f"{source}: label {lab!r} has {len(rows)} rows outside the split, need {n_per_label}")
+        out.extend(rng.sample(rows, n_per_label))
+    rng.shuffle(out)
+    return out
+
+
+def training_pool(task: Task | str, data_dir: str | Path | None) -> list[dict[str, Any]]:
+    """The pool few-shot splits are drawn from: the user task's train file or the official one."""
+    t = as_task(task)
+    if t.files:
+        if "train" not in t.files:
+            raise fail(f"task {t.name!r}: spec 'files' needs a 'train' file")
+        return load_file(t.files["train"], t)
+    if data_dir is None:
+        raise fail(f"task {t.name!r}: no data directory given (pass --data-dir, e.g. shared/data)")
+    return load_official(t, "train", data_dir)
+
+
 def _official_parts(task: Task, k: int, seed: int, data_dir: str | Path | None) -> tuple[list, list, list, dict]:
     """(train, dev, test, provenance) for a built-in task."""
     if data_dir is None:

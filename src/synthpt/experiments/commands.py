@@ -160,7 +160,8 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, help="output folder (its cache makes reruns resume)")
     p.add_argument("--tasks", help="only these tasks of the config, e.g. rte,mrpc")
     p.add_argument("--seeds", help="only these seeds of the config, e.g. 13,42")
-    p.add_argument("--methods", help="only these method rows of the config")
+    p.add_argument("--methods", help="only these method rows of the config; a registered method the config "
+                   "lacks (`synthpt methods`) is added as a row, e.g. pt,pt+gold")
     _common(p)
     p.set_defaults(func=cmd_experiment)
 

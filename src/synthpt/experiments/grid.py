@@ -90,6 +90,25 @@ def run_cell(st: Settings, row: Row, task: Any, seed: int, data_dir: str | Path 
     return rec
 
 
+def select_rows(rows: list[Row], methods: list[str]) -> list[Row]:
+    """The rows ``--methods`` names: the config's, in config order, then any registered methods.
+
+    Why the registry too: a user comparing one more method (say the ``pt+gold`` oracle) with a
+    config's rows should not have to copy the config; the extra row shares the config's settings
+    and its cached stages.
+    """
+    from synthpt.methods import list_methods
+
+    registered = {m.name for m in list_methods()}
+    by = {r.name: r for r in rows}
+    unknown = [m for m in methods if m not in by and m not in registered]
+    if unknown:
+        raise fail(f"--methods {','.join(unknown)}: neither rows of the config ({', '.join(by)}) "
+                   "nor registered methods (`synthpt methods` lists them)")
+    extra = [Row(name=m, method=m) for m in dict.fromkeys(methods) if m not in by]
+    return [r for r in rows if r.name in methods] + extra
+
+
 def run_experiment(st: Settings, data_dir: str | Path | None, out: str | Path, tasks: list[str] | None = None,
                    seeds: list[int] | None = None, methods: list[str] | None = None,
                    progress: bool = True) -> dict[str, Any]:
@@ -110,11 +129,7 @@ def run_experiment(st: Settings, data_dir: str | Path | None, out: str | Path, t
         raise fail(f"{st.source}: no seeds (set `seeds:` or --seeds)")
     rows = st.rows
     if methods:
-        by = {r.name: r for r in rows}
-        unknown = [m for m in methods if m not in by]
-        if unknown:
-            raise fail(f"--methods {','.join(unknown)}: not rows of the config ({', '.join(by)})")
-        rows = [r for r in rows if r.name in methods]
+        rows = select_rows(rows, methods)
     task_objs = [resolve_task(spec=t) if t.endswith((".yaml", ".yml", ".json")) else resolve_task(t)
                  for t in task_names]
     write_json(out / "experiment.json", {

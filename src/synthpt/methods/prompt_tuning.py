@@ -19,6 +19,8 @@ ours@fewgen            paired + surgery         ablation: FewGen's generator ins
 ours-no-gs             paired                   ablation: without gradient surgery (= (real,syn)@dawgen)
 ours-no-real           syn                      ablation: without real data (= syn@dawgen)
 pt+fewgen-published    paired + surgery         FewGen's published synthetic set (../shared/data)
+pt+gold                paired + surgery         oracle: held-out gold rows of the training pool
+                                                instead of synthetic ones (as many per label)
 =====================  =======================  ===========================================
 """
 
@@ -56,3 +58,7 @@ register(PromptTuningMethod("ours-no-real", "Ours w/o real data", "ablation: Daw
 register(PromptTuningMethod("pt+fewgen-published", "PT + FewGen data (published)",
                             "paired + gradient surgery on FewGen's published synthetic set",
                             strategy="paired", gradient_surgery=True, synthetic="published"))
+register(PromptTuningMethod("pt+gold", "PT + held-out gold rows (oracle)",
+                            "paired + gradient surgery on gold training rows outside the split, as many per "
+                            "label as the generator writes: what a perfect generator could add",
+                            strategy="paired", gradient_surgery=True, synthetic="heldout"))
