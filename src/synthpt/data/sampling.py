@@ -128,7 +128,7 @@ def _official_parts(task: Task, k: int, seed: int, data_dir: str | Path | None) 
         prov["source"] = "lmbff"
         return published[0], published[1], test, prov
     pool_files = official_files(task, "train", data_dir)
-    pool = load_official(task, "train", data_dir)
+    pool = training_pool(task, data_dir)
     train, dev = sample_kshot(pool, task, k, seed, source=", ".join(map(str, pool_files)))
     prov.update(source="sampled", pool_files=[str(p) for p in pool_files])
     return train, dev, test, prov
@@ -139,7 +139,7 @@ def _user_parts(task: Task, k: int, seed: int) -> tuple[list, list, list, dict]:
     for key in ("train", "test"):
         if key not in task.files:
             raise fail(f"task {task.name!r}: spec 'files' needs a {key!r} file to build a split")
-    pool = load_file(task.files["train"], task)
+    pool = training_pool(task, None)
     test = load_file(task.files["test"], task)
     train, dev = sample_kshot(pool, task, k, seed, source=task.files["train"])
     prov = {"source": "sampled", "pool_files": [task.files["train"]], "test_files": [task.files["test"]]}
