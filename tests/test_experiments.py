@@ -18,7 +18,7 @@ import pytest
 from synthpt.errors import SynthptError
 from synthpt.experiments import stages
 from synthpt.experiments.config import Settings, load_settings, parse_settings
-from synthpt.experiments.tables import build_table, to_csv, to_latex, to_markdown
+from synthpt.experiments.tables import build_table, caption, to_csv, to_latex, to_markdown
 
 TINY_PT = {"max_steps": 4, "prompt_length": 4, "eval_every": 4, "checkpoint_every": 2, "max_length": 96,
            "batch_size": 4, "eval_batch_size": 16}
@@ -227,6 +227,13 @@ RECORDS = [
         ("rte", 42, "ours", 102400, {"accuracy": 0.675, "n": 10}),
     ]
 ]
+
+
+def test_caption_says_how_many_seeds():
+    two = build_table(RECORDS, [("pt", "Prompt Tuning")], ["rte", "mrpc"])
+    assert "mean ± std over seeds 13, 42;" in caption(two)
+    one = build_table([r for r in RECORDS if r["seed"] == 42], [("pt", "Prompt Tuning")], ["rte", "mrpc"])
+    assert "one seed (42), so every std is 0;" in caption(one)
 
 
 def test_table_writers_on_known_numbers():

@@ -167,5 +167,6 @@ def to_latex(table: Table, title: str | None = None) -> str:
 
 def caption(table: Table) -> str:
     seeds = ", ".join(str(s) for s in table.seeds) or "none yet"
-    return (f"Test accuracy (%), mean ± std over seeds {seeds}; MRPC/QQP F1 in table.csv. "
+    over = f"one seed ({seeds}), so every std is 0" if len(table.seeds) == 1 else f"mean ± std over seeds {seeds}"
+    return (f"Test accuracy (%), {over}; MRPC/QQP F1 in table.csv. "
             "AVG: mean of the task columns. Params: trainable parameters.")
