@@ -129,10 +129,35 @@ def test_gold_oracle_trains_on_heldout_rows(tmp_path, data_dir):
     rows = read_jsonl(out / "heldout.jsonl")
     split = load_split(out / "split", "rte")
     key = lambda ex: (ex["text1"], ex["text2"])  # noqa: E731
-    assert len(rows) == 16 and not {key(x) for x in rows} & {key(x) for x in split["train"] + split["dev"]}
+    used = split["train"] + split["dev"] + split["test"]
+    assert len(rows) == 16 and not {key(x) for x in rows} & {key(x) for x in used}
     metrics = json.loads((out / "prompt" / "metrics.json").read_text())
     assert metrics["n_synthetic"] == 16 and metrics["strategy"] == "paired" and metrics["gradient_surgery"]
     assert {"accuracy"} <= set(r["test"])
+
+
+def test_gold_oracle_never_draws_test_rows(tmp_path):
+    """A user task whose test file repeats training rows: the oracle skips them as it skips the split."""
+    from synthpt.data import read_jsonl, write_json, write_jsonl
+    from synthpt.methods.base import Context
+    from synthpt.tasks import load_task_spec
+
+    rows = [{"review": f"{lab} {i}", "label": lab} for lab in ("bad", "good") for i in range(10)]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    write_jsonl(tmp_path / "test.jsonl", [rows[i] for i in (0, 1, 10, 11)])
+    write_json(tmp_path / "task.json", {
+        "name": "reviews", "fields": ["review"], "labels": ["bad", "good"],
+        "label_words": {"bad": "bad", "good": "good"}, "template": "{review} It was{mask}",
+        "files": {"train": "train.jsonl", "test": "test.jsonl"}})
+    task = load_task_spec(tmp_path / "task.json")
+    ctx = Context(task=task, seed=13, k=2, data_dir=None, model="tiny-gpt2", generator_model="tiny-gpt2",
+                  cache_dir=tmp_path / "cache")
+    # 10 per label - 2 train - 2 dev - 2 test = 4 left per label: all of them, and never a test row
+    drawn = {r["review"] for r in read_jsonl(ctx.heldout(4))}
+    assert len(drawn) == 8 and not drawn & {"bad 0", "bad 1", "good 0", "good 1"}
+    with pytest.raises(SynthptError, match="has 4 rows outside the split, need 5"):
+        Context(task=task, seed=13, k=2, data_dir=None, model="tiny-gpt2", generator_model="tiny-gpt2",
+                cache_dir=tmp_path / "cache2").heldout(5)
 
 
 # ---- the method registry -------------------------------------------------------------------------

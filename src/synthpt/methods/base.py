@@ -161,7 +161,8 @@ class Context:
         """``n_per_label`` gold rows per label from the training pool, outside the split: the JSONL path.
 
         The oracle of the synthetic-data methods (method ``pt+gold``): what a perfect generator
-        would write, so PT on it bounds what Steps 1-2 can add on this backbone and budget.
+        would write, so PT on it bounds what Steps 1-2 can add on this backbone and budget.  Test
+        rows are excluded too: a user task whose train and test files overlap must not leak them.
         """
         from synthpt.data import load_split, sample_heldout, training_pool, write_jsonl
 
@@ -172,7 +173,7 @@ class Context:
         def build(target: Path, restart: bool) -> dict[str, Any]:
             split = load_split(self.split_dir, self.task)
             rows = sample_heldout(training_pool(self.task, self.data_dir), self.task, n_per_label, self.seed,
-                                  exclude=split["train"] + split["dev"], source=f"{self.task.name} training pool")
+                                  exclude=split["train"] + split["dev"] + split["test"], source=f"{self.task.name} training pool")
             target.parent.mkdir(parents=True, exist_ok=True)
             write_jsonl(target, rows)
             return {"rows": len(rows), "fingerprint": file_fingerprint([target])}
