@@ -16,12 +16,12 @@ import argparse
 
 import torch
 
+from synthpt.core.classify import compute_metrics, predict
+from synthpt.core.models import load_backbone
+from synthpt.core.scoring import Encoder
+from synthpt.core.soft_prompt import load_peft_prompt
 from synthpt.data import load_split
-from synthpt.evaluate import compute_metrics, predict
-from synthpt.models import load_backbone
 from synthpt.prompt_tuning.recipe import eval_subset
-from synthpt.prompt_tuning.soft_prompt import load_peft_prompt
-from synthpt.prompt_tuning.verbalizer import Encoder
 from synthpt.tasks import get_task
 
 

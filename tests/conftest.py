@@ -49,14 +49,14 @@ def rte_split(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_t5():
-    from synthpt.models import load_backbone
+    from synthpt.core.models import load_backbone
 
     return load_backbone("tiny-t5")
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2():
-    from synthpt.models import load_backbone
+    from synthpt.core.models import load_backbone
 
     return load_backbone("tiny-gpt2")
 

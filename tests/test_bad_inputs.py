@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import save_file
 
 from synthpt.cli import main
-from synthpt.errors import SynthptError
+from synthpt.core.errors import SynthptError
 
 # ---------------------------------------------------------------------------- environment
 
@@ -107,7 +107,7 @@ class Env:
 @pytest.fixture(scope="module")
 def adapter(tiny_t5, tmp_path_factory) -> Path:
     """A valid tiny-t5 prompt adapter (4 tokens)."""
-    from synthpt.prompt_tuning.soft_prompt import init_from_vocab, save_peft_prompt
+    from synthpt.core.soft_prompt import init_from_vocab, save_peft_prompt
 
     d = tmp_path_factory.mktemp("adapter")
     save_peft_prompt(d, init_from_vocab(tiny_t5, 4, 0), tiny_t5)
@@ -417,11 +417,11 @@ def test_python_dash_m_exit_code_is_2(tmp_path, argv, message):
 
 
 def _api_cases():
+    from synthpt.core.models import resolve_model
+    from synthpt.core.soft_prompt import load_peft_prompt
     from synthpt.data import load_file, make_split, sample_kshot
     from synthpt.generator.generation import GenerationConfig, run_generation
     from synthpt.generator.tuning import GeneratorConfig
-    from synthpt.models import resolve_model
-    from synthpt.prompt_tuning.soft_prompt import load_peft_prompt
     from synthpt.prompt_tuning.trainer import PromptTuningConfig
     from synthpt.tasks import get_task, load_task_spec
 

@@ -78,8 +78,8 @@ def test_icl_demos_balanced_seeded_never_the_query() -> None:
 
 
 def test_icl_encoder_keeps_the_query_and_fits(tiny_t5) -> None:
+    from synthpt.core.scoring import Encoder
     from synthpt.methods.baselines.icl import ICLEncoder
-    from synthpt.prompt_tuning.verbalizer import Encoder
 
     task = get_task("rte")
     rng = random.Random(0)
@@ -134,8 +134,8 @@ def test_finetuning_methods_run(ctx_factory) -> None:
 
 
 def test_prompt_methods_train_only_the_prompt(ctx_factory) -> None:
+    from synthpt.core.models import load_backbone
     from synthpt.methods.baselines.common import frozen_backbone
-    from synthpt.models import load_backbone
 
     ctx = ctx_factory("rte")
     reference = _snapshot(load_backbone(ctx.model).model)

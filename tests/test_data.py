@@ -12,25 +12,21 @@ from pathlib import Path
 
 import pytest
 
+from synthpt.core import io as dio
+from synthpt.core.errors import SynthptError
+from synthpt.core.io import append_jsonl, atomic_write_text, read_jsonl, write_json, write_jsonl
 from synthpt.data import (
     SEEDS,
-    append_jsonl,
-    atomic_write_text,
     load_file,
     load_hub,
     load_lmbff_kshot,
     load_official,
     load_split,
     make_split,
-    read_jsonl,
     sample_heldout,
     sample_kshot,
     training_pool,
-    write_json,
-    write_jsonl,
 )
-from synthpt.data import io as dio
-from synthpt.errors import SynthptError
 from synthpt.tasks import get_task, load_task_spec
 
 # (task, split) -> label counts, from shared/data/SOURCES.md

@@ -66,7 +66,7 @@ def test_prompt_tune_two_processes_equals_one(rte_split, data_dir, tmp_path):
 def test_zero_shot_filter_two_processes_equals_one(rte_split, tmp_path):
     """Every process keeps the same synthetic rows (the dev accuracy is gathered, the rows scored
     whole), so two processes train what one does."""
-    from synthpt.data import write_jsonl
+    from synthpt.core.io import write_jsonl
 
     syn = tmp_path / "syn.jsonl"
     write_jsonl(syn, [{"text1": f"premise {i}", "text2": f"hypothesis {i}", "label": ["entailment", "not_entailment"][i % 2]}

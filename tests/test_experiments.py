@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from synthpt.errors import SynthptError
-from synthpt.experiments import stages
+from synthpt.core import cache as stages
+from synthpt.core.errors import SynthptError
 from synthpt.experiments.config import Settings, load_settings, parse_settings
 from synthpt.experiments.tables import build_table, caption, to_csv, to_latex, to_markdown
 
@@ -45,7 +45,8 @@ class FakeGenerationConfig:
 
 
 def _fake_module(calls: list[str]) -> types.ModuleType:
-    from synthpt.data import load_split, write_json, write_jsonl
+    from synthpt.core.io import write_json, write_jsonl
+    from synthpt.data import load_split
     from synthpt.tasks import get_task
 
     def run_generator_tuning(task, data, model, out, cfg, restart=False, progress=True):
@@ -120,7 +121,8 @@ def test_run_pipeline_caches_each_stage(tmp_path, data_dir, fake_gen):
 
 def test_gold_oracle_trains_on_heldout_rows(tmp_path, data_dir):
     """`pt+gold`: Step 3 on gold rows outside the split, as many per label as generation keeps."""
-    from synthpt.data import load_split, read_jsonl
+    from synthpt.core.io import read_jsonl
+    from synthpt.data import load_split
     from synthpt.experiments.pipeline import run_pipeline
     from synthpt.tasks import get_task
 
@@ -138,7 +140,7 @@ def test_gold_oracle_trains_on_heldout_rows(tmp_path, data_dir):
 
 def test_gold_oracle_never_draws_test_rows(tmp_path):
     """A user task whose test file repeats training rows: the oracle skips them as it skips the split."""
-    from synthpt.data import read_jsonl, write_json, write_jsonl
+    from synthpt.core.io import read_jsonl, write_json, write_jsonl
     from synthpt.methods.base import Context
     from synthpt.tasks import load_task_spec
 

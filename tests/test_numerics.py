@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from synthpt.errors import SynthptError
+from synthpt.core.errors import SynthptError
 
 
 @pytest.fixture(scope="module")

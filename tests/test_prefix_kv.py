@@ -7,9 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synthpt.models import Backbone
-from synthpt.prompt_tuning import Encoder, init_from_vocab, label_logprobs
-from synthpt.prompt_tuning import verbalizer as vb
+from synthpt.core import scoring as vb
+from synthpt.core.models import Backbone
+from synthpt.core.scoring import Encoder, label_logprobs
+from synthpt.core.soft_prompt import init_from_vocab
 from synthpt.tasks import get_task
 
 EXAMPLES = [

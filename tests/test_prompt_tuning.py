@@ -8,19 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synthpt.data import write_jsonl
-from synthpt.errors import SynthptError
-from synthpt.prompt_tuning import (
-    STRATEGIES,
-    Encoder,
-    PromptTrainer,
-    PromptTuningConfig,
-    init_from_vocab,
-    label_logprobs,
-    load_peft_prompt,
-    run_prompt_tuning,
-    save_peft_prompt,
-)
+from synthpt.core.errors import SynthptError
+from synthpt.core.io import write_jsonl
+from synthpt.core.scoring import Encoder, label_logprobs
+from synthpt.core.soft_prompt import init_from_vocab, load_peft_prompt, save_peft_prompt
+from synthpt.prompt_tuning import STRATEGIES, PromptTrainer, PromptTuningConfig, run_prompt_tuning
 from synthpt.tasks import Task, get_task
 
 TOY = Task(
@@ -210,7 +202,7 @@ def test_peft_round_trip_same_predictions(backbone, tmp_path):
     enc = Encoder(task, backbone, max_length=64, prompt_length=5)
     rows = [{"text": t, "label": "0"} for t in ["awful, boring", "a delight", "fine", "not good", "superb"]]
     ours = label_logprobs(enc, enc.encode_many(rows), prompt).argmax(-1).tolist()
-    from synthpt.models import load_backbone
+    from synthpt.core.models import load_backbone
 
     fresh = load_backbone(backbone.name_or_path)
     assert _peft_predictions(fresh, tmp_path, enc, rows) == ours
@@ -252,7 +244,7 @@ def test_bfloat16_backbone_trains_a_float32_prompt(rte_split, tmp_path):
 def test_zero_shot_filter_keeps_rows_zero_shot_agrees_with_and_is_gated_on_dev(tiny_t5):
     """Kept rows are exactly those whose zero-shot prediction (no prompt) is their label; a dev
     accuracy below the gate leaves every row in."""
-    from synthpt.evaluate import evaluate, predict
+    from synthpt.core.classify import evaluate, predict
     from synthpt.prompt_tuning.zero_shot_filter import zero_shot_filter
 
     syn, dev = toy_examples(24), toy_examples(8, offset=100)
@@ -289,8 +281,8 @@ def test_prompt_tune_with_zero_shot_filter_reports_it(rte_split, tmp_path, capsy
 def test_zero_shot_filter_that_keeps_nothing_says_so(rte_split, tmp_path):
     """Rows whose every label the zero-shot classifier contradicts leave nothing to train on: one
     clear error, not the strategy's 'needs synthetic data' for a file that was given."""
-    from synthpt.evaluate import predict
-    from synthpt.models import load_backbone
+    from synthpt.core.classify import predict
+    from synthpt.core.models import load_backbone
 
     task = get_task("rte")
     bb = load_backbone("tiny-t5")

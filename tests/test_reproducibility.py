@@ -62,7 +62,8 @@ def test_versions_from_a_source_tree_without_install_metadata(monkeypatch):
     import sys
     from importlib import metadata
 
-    from synthpt import __version__, runinfo
+    from synthpt import __version__
+    from synthpt.core import runinfo
 
     real = metadata.version
 

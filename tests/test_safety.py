@@ -38,7 +38,7 @@ def test_torch_load_is_weights_only():
         for args in _calls(text, "torch.load"):
             found += 1
             assert re.search(r"weights_only\s*=\s*True", args), f"{p}: torch.load({args}) without weights_only=True"
-    assert found >= 1  # the shared checkpoint reader (synthpt.checkpointing) is scanned
+    assert found >= 1  # the shared checkpoint reader (synthpt.core.checkpointing) is scanned
 
 
 def test_no_unsafe_deserialisation_or_code_execution():

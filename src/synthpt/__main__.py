@@ -2,7 +2,7 @@
 
 import sys
 
-from synthpt.distributed import maybe_relaunch_multi_cpu
+from synthpt.core.distributed import maybe_relaunch_multi_cpu
 
 if __name__ == "__main__":
     maybe_relaunch_multi_cpu(sys.argv[1:])  # `accelerate launch --cpu --num_processes N -m synthpt`

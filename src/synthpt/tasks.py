@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthpt.errors import fail, first_line
+from synthpt.core.errors import fail, first_line
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthpt.data.io import read_jsonl_numbered, read_text
-from synthpt.errors import fail
+from synthpt.core.errors import fail
+from synthpt.core.io import read_jsonl_numbered, read_text
 from synthpt.tasks import BUILTIN_TASKS, Task, get_task
 
 csv.field_size_limit(2**31 - 1)

@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from synthpt.data.io import write_json, write_jsonl
+from synthpt.core.errors import fail
+from synthpt.core.io import write_json, write_jsonl
 from synthpt.data.loaders import as_task, load_file, load_lmbff_kshot, load_official, official_files
-from synthpt.errors import fail
 from synthpt.tasks import Task
 
 SEEDS: tuple[int, ...] = (13, 21, 42, 87, 100)

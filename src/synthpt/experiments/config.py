@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthpt.errors import fail
+from synthpt.core.errors import fail
 
 SECTIONS = ("generator", "generation", "prompt_tuning")
 SCALARS: dict[str, Any] = {"name": str, "description": str, "model": str, "generator_model": str, "k": int,
@@ -302,7 +302,7 @@ def load_settings(path: str | Path | None, base: Settings | None = None) -> Sett
         base.source = str(path)
     import yaml
 
-    from synthpt.data.io import read_text
+    from synthpt.core.io import read_text
 
     p = Path(path)
     text = read_text(p)

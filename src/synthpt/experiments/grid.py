@@ -27,12 +27,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from synthpt.data import atomic_write_text, write_json
-from synthpt.errors import fail
+from synthpt.core.errors import fail
+from synthpt.core.io import atomic_write_text, write_json
+from synthpt.core.runinfo import config_hash, versions
 from synthpt.experiments import tables as tb
 from synthpt.experiments.config import SECTIONS, Row, Settings
 from synthpt.experiments.pipeline import make_context, stage_summary
-from synthpt.runinfo import config_hash, versions
 
 CELL_RUNS: list[tuple[str, int, str]] = []  # cells computed in this process (tests read it)
 

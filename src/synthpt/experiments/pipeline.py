@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from synthpt.data import atomic_write_text, write_json
+from synthpt.core.io import atomic_write_text, write_json
+from synthpt.core.runinfo import versions
 from synthpt.experiments.config import SECTIONS, Row, Settings
 from synthpt.methods.base import Context
-from synthpt.runinfo import versions
 from synthpt.tasks import Task
 
 

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from synthpt.errors import fail
-from synthpt.models import Backbone
-from synthpt.prompt_tuning.verbalizer import pad_right
+from synthpt.core.errors import fail
+from synthpt.core.models import Backbone
+from synthpt.core.scoring import pad_right
 from synthpt.tasks import Task
 
 
@@ -46,7 +46,7 @@ class GenEncoder:
     prompt_length: int
 
     def __post_init__(self) -> None:
-        from synthpt.prompt_tuning.verbalizer import clamp_to_model
+        from synthpt.core.scoring import clamp_to_model
 
         tok = self.backbone.tokenizer
         self.max_length = clamp_to_model(self.backbone, self.max_length)

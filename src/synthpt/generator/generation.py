@@ -40,10 +40,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from synthpt import distributed as dist
-from synthpt.errors import fail
+from synthpt.core import distributed as dist
+from synthpt.core.errors import fail
+from synthpt.core.knobs import knob
+from synthpt.core.models import Backbone
 from synthpt.generator.encoding import GenEncoder, generated_field, score_targets
-from synthpt.models import Backbone
 from synthpt.tasks import Task
 
 DROP_REASONS = ("empty", "length", "exact_duplicate", "near_duplicate", "label_consistency")
@@ -54,22 +55,26 @@ class GenerationConfig:
     """Every knob of Step 2.  Length bounds default loose (1..100 words) so byte-level toy
     models produce output; for real runs raise ``min_words`` (e.g. 4 for MRPC)."""
 
-    n_per_label: int = 5000
-    batch_size: int = 32
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_p: float = 0.9
-    top_k: int = 0  # 0 = off
-    repetition_penalty: float = 1.0
-    min_words: int = 1
-    max_words: int = 100
-    dedup_ngram: int = 3
-    near_dup_threshold: float = 0.8  # Jaccard of word n-gram sets; > 1 turns the filter off
-    consistency_margin: float = 0.0  # own-label minus best-other mean token log-lik; use -inf to disable
-    max_attempts_factor: int = 10  # give up on a label after n_per_label × this many candidates
-    seed: int = 42
-    first_texts: str = "data"  # pair tasks: "data" | "generator" | path to a corpus file (one text a line)
-    multi_line: bool = False  # keep texts past their first line (default: stop each row at its first line end)
+    n_per_label: int = knob(5000, 'examples to keep per label (after filtering)')
+    batch_size: int = knob(32, 'candidates sampled per generate call')
+    max_new_tokens: int = knob(64, 'maximum tokens of a generated text')
+    temperature: float = knob(1.0, 'sampling temperature')
+    top_p: float = knob(0.9, 'nucleus sampling mass')
+    top_k: int = knob(0, 'top-k sampling (0 = off)')
+    repetition_penalty: float = knob(1.0, 'HF repetition penalty (1 = off)')
+    min_words: int = knob(1, 'drop texts with fewer words')
+    max_words: int = knob(100, 'drop texts with more words')
+    dedup_ngram: int = knob(3, 'word n-gram size of the near-duplicate filter')
+    near_dup_threshold: float = knob(
+        0.8, 'Jaccard similarity at which a text counts as a near duplicate (>1 = off)')
+    consistency_margin: float = knob(
+        0.0, "keep a text only if its own label's prompt beats the others by this mean token log-lik")
+    max_attempts_factor: int = knob(10, 'stop a label after n_per_label x this many candidates (then warn)')
+    seed: int = knob(42, 'sampling seed')
+    first_texts: str = knob(
+        "data", 'pair tasks: where the first text comes from: data (few-shot train split) | generator | FILE')
+    multi_line: bool = knob(
+        False, 'keep generated texts past their first line (default: each text ends at its first line end)')
 
     def validate(self) -> None:
         for name in ("n_per_label", "batch_size", "max_new_tokens", "max_words", "dedup_ngram", "max_attempts_factor"):
@@ -283,7 +288,7 @@ def _first_text_pool(task: Task, cfg: GenerationConfig, data: str | Path | None)
         p = Path(cfg.first_texts)
         if not p.is_file():
             raise fail(f"{p}: --first-texts must be 'data', 'generator' or a corpus file (one text per line)")
-        from synthpt.data.io import read_text
+        from synthpt.core.io import read_text
 
         texts = [ln.strip() for ln in read_text(p).splitlines() if ln.strip()]
         if not texts:
@@ -296,7 +301,7 @@ def _state_path(out: Path) -> Path:
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
-    from synthpt.data.io import read_text
+    from synthpt.core.io import read_text
 
     try:
         obj = json.loads(read_text(path))
@@ -310,11 +315,10 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig, data: str | Path | None = None,
                    restart: bool = False, progress: bool = True, trust_remote_code: bool = False) -> dict:
     """Generate ``n_per_label`` filtered examples per label into ``out`` (JSONL); returns the report."""
-    from synthpt.data import read_jsonl, write_json
-    from synthpt.data.io import append_jsonl
+    from synthpt.core.io import append_jsonl, read_jsonl, write_json
+    from synthpt.core.models import load_backbone
+    from synthpt.core.runinfo import config_hash
     from synthpt.generator.tuning import load_prompts, read_generator_meta
-    from synthpt.models import load_backbone
-    from synthpt.runinfo import config_hash
 
     cfg.validate()
     gdir, out = Path(generator), Path(out)

@@ -40,13 +40,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from synthpt import distributed as dist
-from synthpt.checkpointing import load_checkpoint, open_step_log, save_checkpoint
-from synthpt.errors import fail, first_line
+from synthpt.core import distributed as dist
+from synthpt.core.batches import Stream
+from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
+from synthpt.core.errors import fail, first_line
+from synthpt.core.knobs import knob
+from synthpt.core.models import Backbone
 from synthpt.generator.encoding import GenEncoder, Scored, score_targets, upcast
 from synthpt.generator.losses import disc_loss, dist_loss, pooled, token_weights, weighted_lm_loss
-from synthpt.models import Backbone
-from synthpt.prompt_tuning.strategies import Stream
 from synthpt.tasks import Task
 
 MODES = ("dawgen", "fewgen", "plain")
@@ -62,22 +63,27 @@ class GeneratorConfig:
     optimizer is Adam (scale-free), α mainly sets how far the lookahead looks, not W's step.
     """
 
-    mode: str = "dawgen"  # dawgen | fewgen | plain
-    prompt_length: int = 20  # per-label soft prompt Q_l length
-    init_from_label_words: bool = True  # last tokens of Q_l start as the label word's embeddings
-    lr: float = 0.01  # Adam on the label prompts Q
-    meta_lr: float = 0.005  # Adam on the weight net W
-    inner_lr: float = 1.0  # α of the differentiable lookahead Q' = Q − α ∇Q L_DawGen
-    dist_weight: float = 1.0  # λ of L_dist
-    dist_margin: float = 1.0  # hinge margin of L_dist (cosine similarity)
-    weight_hidden: int = 64  # hidden width of the weight net's token scorer
-    proj_dim: int = 64  # output width of the weight net's projection (L_dist)
-    batch_size: int = 8  # global batch (balanced over labels)
-    max_steps: int = 200
-    checkpoint_every: int = 50
-    max_length: int = 128  # prompt + context + target tokens (conditioning fields are truncated first)
-    seed: int = 42
-    skip_nonfinite: bool = False
+    mode: str = knob(
+        "dawgen",
+        'dawgen (weighted + discriminative + distribution loss) | fewgen (no L_dist) | '
+        'plain (unweighted)',
+    )
+    prompt_length: int = knob(20, 'soft prompt tokens per label')
+    init_from_label_words: bool = knob(
+        True, "start each label prompt's last tokens at its label word (on by default)")
+    lr: float = knob(0.01, 'Adam learning rate of the label prompts Q')
+    meta_lr: float = knob(0.005, 'Adam learning rate of the weight net W')
+    inner_lr: float = knob(1.0, "step size alpha of the differentiable lookahead Q' = Q - alpha grad")
+    dist_weight: float = knob(1.0, 'lambda, weight of L_dist in L_DawGen')
+    dist_margin: float = knob(1.0, 'hinge margin of L_dist (cosine similarity)')
+    weight_hidden: int = knob(64, "hidden width of the weight net's token scorer")
+    proj_dim: int = knob(64, "output width of the weight net's projection (L_dist)")
+    batch_size: int = knob(8, 'global batch, balanced over labels')
+    max_steps: int = knob(200, 'training steps')
+    checkpoint_every: int = knob(50, 'write a resumable checkpoint every N steps')
+    max_length: int = knob(128, 'maximum tokens of prompt + context + target')
+    seed: int = knob(42, 'seed of the prompt initialisation and the batch order')
+    skip_nonfinite: bool = knob(False, 'skip a batch whose loss is NaN/inf instead of stopping')
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -123,7 +129,7 @@ class WeightNet(nn.Module):
 
 def init_label_prompts(bb: Backbone, task: Task, length: int, seed: int, from_words: bool) -> torch.Tensor:
     """(L, n, d): random vocabulary embeddings (Lester et al.), the label word's tokens last."""
-    from synthpt.prompt_tuning.soft_prompt import init_from_vocab
+    from synthpt.core.soft_prompt import init_from_vocab
 
     base = init_from_vocab(bb, length, seed)
     out = base.unsqueeze(0).repeat(task.num_labels, 1, 1)
@@ -358,7 +364,7 @@ class GeneratorTrainer:
 def save_generator(out: Path, task: Task, Q: torch.Tensor, W: WeightNet | None) -> None:
     from safetensors.torch import save
 
-    from synthpt.data import atomic_write_bytes
+    from synthpt.core.io import atomic_write_bytes
 
     tensors = {f"prompt/{lab}": Q[li].detach().float().cpu().contiguous() for li, lab in enumerate(task.labels)}
     atomic_write_bytes(out / "prompts.safetensors", save(tensors, metadata={"labels": json.dumps(list(task.labels))}))
@@ -372,7 +378,7 @@ GENERATOR_META_KEYS = ("task", "model", "mode", "config", "config_hash")
 
 def read_generator_meta(gen_dir: str | Path) -> dict[str, Any]:
     """``generator.json`` of a tuned generator, checked: one clear error for a torn or foreign file."""
-    from synthpt.data.io import read_text
+    from synthpt.core.io import read_text
 
     path = Path(gen_dir) / "generator.json"
     if not path.is_file():
@@ -416,9 +422,10 @@ def run_generator_tuning(task: Task, data: str | Path, model: str | Backbone, ou
     and, last, ``generator.json`` (task, model, split dir, config, hash, versions) whose
     presence marks a finished run: a rerun with the same configuration returns its summary.
     """
-    from synthpt.data import load_split, write_json
-    from synthpt.models import load_backbone
-    from synthpt.runinfo import config_hash, versions
+    from synthpt.core.io import write_json
+    from synthpt.core.models import load_backbone
+    from synthpt.core.runinfo import config_hash, versions
+    from synthpt.data import load_split
 
     cfg.validate()
     out = Path(out)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import importlib
 
-from synthpt.errors import fail
+from synthpt.core.errors import fail
 from synthpt.methods.base import Context, Method, PromptTuningMethod
 
 # One line per module of methods; each module registers its methods when imported.

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthpt.errors import fail
-from synthpt.experiments.stages import StageResult, run_stage
+from synthpt.core.cache import StageResult, run_stage
+from synthpt.core.errors import fail
 from synthpt.tasks import Task
 
 
@@ -73,7 +73,7 @@ class Context:
     def _paths(self, kind: str, slug: str, key_cfg: dict[str, Any], run_target: str) -> tuple[Path, Path]:
         if self.layout == "run":
             return self.cache_dir / run_target, self.cache_dir / ".stages" / f"{kind}.json"
-        from synthpt.runinfo import config_hash
+        from synthpt.core.runinfo import config_hash
 
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", slug)
         base = self.cache_dir / kind / f"{slug}-{config_hash(key_cfg)}"
@@ -164,7 +164,8 @@ class Context:
         would write, so PT on it bounds what Steps 1-2 can add on this backbone and budget.  Test
         rows are excluded too: a user task whose train and test files overlap must not leak them.
         """
-        from synthpt.data import load_split, sample_heldout, training_pool, write_jsonl
+        from synthpt.core.io import write_jsonl
+        from synthpt.data import load_split, sample_heldout, training_pool
 
         key_cfg = {"split": self.split.result["fingerprint"], "task": self.task.to_dict(),
                    "n_per_label": n_per_label, "seed": self.seed,
@@ -236,7 +237,7 @@ class Method:
 def hidden_size(model: str) -> int:
     from transformers import AutoConfig
 
-    from synthpt.models import resolve_model
+    from synthpt.core.models import resolve_model
 
     cfg = AutoConfig.from_pretrained(resolve_model(model))
     for key in ("d_model", "hidden_size", "n_embd"):

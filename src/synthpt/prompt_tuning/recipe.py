@@ -19,15 +19,16 @@ from typing import Any
 
 import torch
 
-from synthpt import distributed as dist
-from synthpt.data import load_file, load_split, write_json
-from synthpt.errors import fail
-from synthpt.evaluate import evaluate
-from synthpt.models import Backbone, load_backbone, parse_dtype
-from synthpt.prompt_tuning.soft_prompt import check_prompt_fits, load_peft_prompt, save_peft_prompt
+from synthpt.core import distributed as dist
+from synthpt.core.classify import evaluate
+from synthpt.core.errors import fail
+from synthpt.core.io import write_json
+from synthpt.core.models import Backbone, load_backbone, parse_dtype
+from synthpt.core.runinfo import config_hash, versions
+from synthpt.core.soft_prompt import check_prompt_fits, load_peft_prompt, save_peft_prompt
+from synthpt.data import load_file, load_split
 from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTuningConfig
 from synthpt.prompt_tuning.zero_shot_filter import zero_shot_filter
-from synthpt.runinfo import config_hash, versions
 from synthpt.tasks import Task
 
 

@@ -23,14 +23,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from synthpt import distributed as dist
-from synthpt.checkpointing import load_checkpoint, open_step_log, save_checkpoint
-from synthpt.errors import fail
-from synthpt.evaluate import evaluate
-from synthpt.models import Backbone
+from synthpt.core import distributed as dist
+from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
+from synthpt.core.classify import evaluate
+from synthpt.core.errors import fail
+from synthpt.core.knobs import knob
+from synthpt.core.models import Backbone
+from synthpt.core.scoring import Encoder, label_logprobs
 from synthpt.prompt_tuning.strategies import STRATEGIES, BatchPlan
 from synthpt.prompt_tuning.surgery import combine
-from synthpt.prompt_tuning.verbalizer import Encoder, label_logprobs
 from synthpt.tasks import Task
 
 
@@ -38,27 +39,36 @@ from synthpt.tasks import Task
 class PromptTuningConfig:
     """Every knob of Step 3.  Defaults follow prompt-tuning practice for T5-size models."""
 
-    strategy: str = "real"
-    gradient_surgery: bool = False
-    epsilon: float = 1.0  # weight of the (projected) synthetic gradient in paired steps
-    label_smoothing: float = 0.0  # applied to synthetic rows only
-    prompt_length: int = 100
-    lr: float = 0.3
-    weight_decay: float = 1e-5
-    warmup_steps: int = 0
-    batch_size: int = 8  # global batch (real rows in a paired step)
-    syn_batch_size: int | None = None  # synthetic rows in a paired step (default: batch_size)
-    max_steps: int = 500
-    eval_every: int = 50
-    checkpoint_every: int = 50
-    max_length: int = 256
-    eval_batch_size: int = 32
-    phase_split: float = 0.5  # real-then-syn / syn-then-real: fraction of steps in phase one
-    max_synthetic: int | None = None  # use at most this many synthetic examples (balanced)
-    balance_synthetic: bool = False  # synthetic batches deal the labels in turn instead of at random
-    zero_shot_filter: float | None = None  # drop synthetic rows zero-shot contradicts, if its dev accuracy >= this
-    seed: int = 42
-    skip_nonfinite: bool = False
+    strategy: str = knob("real", 'data strategy: real | syn | mixed | real-then-syn | syn-then-real | paired')
+    gradient_surgery: bool = knob(
+        False, 'project the synthetic gradient off the real one when they conflict (paired only)')
+    epsilon: float = knob(1.0, 'weight of the synthetic gradient in paired steps')
+    label_smoothing: float = knob(0.0, "label smoothing of the synthetic rows' targets (Real+Syn w/ LS)")
+    prompt_length: int = knob(100, 'number of soft prompt vectors')
+    lr: float = knob(0.3, 'AdamW learning rate of the prompt')
+    weight_decay: float = knob(1e-5, 'AdamW weight decay')
+    warmup_steps: int = knob(0, 'linear warm-up steps (then linear decay to 0)')
+    batch_size: int = knob(8, 'global batch size (the real rows of a paired step)')
+    syn_batch_size: int | None = knob(None, 'synthetic rows of a paired step (default: --batch-size)')
+    max_steps: int = knob(500, 'training steps')
+    eval_every: int = knob(50, 'evaluate on the few-shot dev set every N steps (the best prompt is kept)')
+    checkpoint_every: int = knob(50, 'write a resumable checkpoint every N steps')
+    max_length: int = knob(256, 'maximum input tokens (text fields are truncated, never the template)')
+    eval_batch_size: int = knob(32, 'batch size for evaluation')
+    phase_split: float = knob(0.5, 'real-then-syn / syn-then-real: fraction of steps in the first phase')
+    max_synthetic: int | None = knob(None, 'use at most this many synthetic examples (balanced over labels)')
+    balance_synthetic: bool = knob(
+        False,
+        'deal synthetic batches label by label (each batch holds every label about '
+        'equally) instead of at random',
+    )
+    zero_shot_filter: float | None = knob(
+        None,
+        "drop synthetic rows whose label the backbone's zero-shot classifier "
+        'contradicts, when its accuracy on the few-shot dev set is at least this (e.g. 0.75; off by default)',
+    )
+    seed: int = knob(42, 'seed of the prompt initialisation and the data order')
+    skip_nonfinite: bool = knob(False, 'skip a batch whose loss is NaN/inf instead of stopping')
 
     def validate(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -123,7 +133,7 @@ class PromptTrainer:
         self.progress = progress
         self.encoder = Encoder(task, backbone, cfg.max_length, cfg.prompt_length)
         if init_prompt is None:
-            from synthpt.prompt_tuning.soft_prompt import init_from_vocab
+            from synthpt.core.soft_prompt import init_from_vocab
 
             init_prompt = init_from_vocab(backbone, cfg.prompt_length, cfg.seed)
         if init_prompt.shape[0] != cfg.prompt_length:

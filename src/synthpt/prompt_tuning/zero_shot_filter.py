@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from synthpt.evaluate import evaluate, predict
-from synthpt.models import Backbone
-from synthpt.prompt_tuning.verbalizer import Encoder
+from synthpt.core.classify import evaluate, predict
+from synthpt.core.models import Backbone
+from synthpt.core.scoring import Encoder
 from synthpt.tasks import Task
 
 

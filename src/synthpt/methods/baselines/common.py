@@ -2,7 +2,7 @@
 
 Every baseline evaluates on exactly what prompt tuning evaluates on: the cell's few-shot
 split (``ctx.split_dir``) and the fixed test subset ``eval_subset(test, ctx.max_eval)``,
-with the task's template and verbalizer scored by :func:`synthpt.evaluate.evaluate`.
+with the task's template and verbalizer scored by :func:`synthpt.core.classify.evaluate`.
 
 Source-side work (SPoT's source prompt, PPT's pre-trained prompt, OPTIMA's adapted prompt)
 is a *source stage*: content-addressed under ``<cache_dir>/source/<slug>-<hash>/`` (its key
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from synthpt.errors import fail
+from synthpt.core.errors import fail
 from synthpt.methods.base import Context, PromptTuningMethod
 
 _FROZEN: dict[str, Any] = {}  # model name -> frozen Backbone, shared by the scoring-only methods
@@ -36,8 +36,8 @@ def option(ctx: Context, key: str, default: Any) -> Any:
 def frozen_backbone(name: str) -> Any:
     """The frozen backbone (loaded once per process; never trained by any baseline)."""
     if name not in _FROZEN:
-        from synthpt import distributed as dist
-        from synthpt.models import load_backbone
+        from synthpt.core import distributed as dist
+        from synthpt.core.models import load_backbone
 
         _FROZEN.clear()  # one backbone in memory at a time
         _FROZEN[name] = load_backbone(name, device=dist.device())
@@ -111,8 +111,8 @@ def source_stage(ctx: Context, kind: str, slug: str, key_cfg: dict[str, Any], bu
 
     The target folder holds a PEFT prompt adapter (``adapter_config.json`` +
     ``adapter_model.safetensors``) that target prompt tuning starts from."""
-    from synthpt.experiments.stages import run_stage
-    from synthpt.runinfo import config_hash
+    from synthpt.core.cache import run_stage
+    from synthpt.core.runinfo import config_hash
 
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", slug)
     base = Path(ctx.cache_dir) / "source" / f"{slug}-{config_hash({'kind': kind, **key_cfg})}"
@@ -147,8 +147,8 @@ def pt_key(cfg: Any) -> dict[str, Any]:
 def train_source_prompt(ctx: Context, task: Any, rows: list[dict[str, Any]], cfg: Any, target: Path) -> dict[str, Any]:
     """Plain prompt tuning of a fresh prompt on ``rows`` of ``task`` (template + verbalizer of
     ``task``), resumable from ``target/checkpoint.pt``; writes the adapter into ``target``."""
-    from synthpt import distributed as dist
-    from synthpt.prompt_tuning.soft_prompt import save_peft_prompt
+    from synthpt.core import distributed as dist
+    from synthpt.core.soft_prompt import save_peft_prompt
     from synthpt.prompt_tuning.trainer import PromptTrainer
 
     bb = frozen_backbone(ctx.model)

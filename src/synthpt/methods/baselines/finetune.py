@@ -85,7 +85,7 @@ class _Loop:
             logits = self.logits([train[i] for i in idx])
             loss = F.cross_entropy(logits, y[idx].to(logits.device))
             if not torch.isfinite(loss):
-                from synthpt.errors import fail
+                from synthpt.core.errors import fail
 
                 raise fail(f"{self.task.name}: non-finite loss at fine-tuning step {step} (lower ft_lr)")
             opt.zero_grad(set_to_none=True)
@@ -111,8 +111,8 @@ class _ClassifierLoop(_Loop):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        from synthpt import distributed as dist
-        from synthpt.models import resolve_model
+        from synthpt.core import distributed as dist
+        from synthpt.core.models import resolve_model
 
         path = resolve_model(ctx.model)
         verbosity = hf_logging.get_verbosity()
@@ -152,7 +152,7 @@ class _ClassifierLoop(_Loop):
 
     @torch.inference_mode()
     def evaluate(self, rows: list[dict]) -> dict[str, float]:
-        from synthpt.evaluate import compute_metrics
+        from synthpt.core.classify import compute_metrics
 
         self.model.eval()
         preds: list[int] = []
@@ -173,9 +173,9 @@ class _PromptLoop(_Loop):
 
     def __init__(self, ctx: Context, opts: dict[str, Any], soft_prompt: bool) -> None:
         super().__init__(ctx, opts)
-        from synthpt import distributed as dist
-        from synthpt.models import load_backbone
-        from synthpt.prompt_tuning.verbalizer import Encoder
+        from synthpt.core import distributed as dist
+        from synthpt.core.models import load_backbone
+        from synthpt.core.scoring import Encoder
 
         torch.manual_seed(ctx.seed)
         self.bb = load_backbone(ctx.model, freeze=False, device=dist.device())
@@ -185,7 +185,7 @@ class _PromptLoop(_Loop):
         n = opts["prompt_length"] if soft_prompt else 0
         self.prompt = None
         if soft_prompt:
-            from synthpt.prompt_tuning.soft_prompt import init_from_vocab
+            from synthpt.core.soft_prompt import init_from_vocab
 
             self.prompt = torch.nn.Parameter(init_from_vocab(self.bb, n, ctx.seed).to(self.bb.device))
         self.encoder = Encoder(ctx.task, self.bb, opts["max_length"], n)
@@ -200,12 +200,12 @@ class _PromptLoop(_Loop):
         return out
 
     def logits(self, rows: list[dict]) -> torch.Tensor:
-        from synthpt.prompt_tuning.verbalizer import label_logprobs
+        from synthpt.core.scoring import label_logprobs
 
         return label_logprobs(self.encoder, self._ctx(rows), self.prompt)
 
     def evaluate(self, rows: list[dict]) -> dict[str, float]:
-        from synthpt.evaluate import evaluate
+        from synthpt.core.classify import evaluate
 
         self.model.eval()
         p = None if self.prompt is None else self.prompt.detach()

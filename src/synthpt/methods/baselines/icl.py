@@ -23,11 +23,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from synthpt.core.scoring import Encoder
 from synthpt.methods import register
 from synthpt.methods.base import Context, Method
 from synthpt.methods.baselines.common import frozen_backbone, option, splits
 from synthpt.prompt_tuning.recipe import balanced_subset
-from synthpt.prompt_tuning.verbalizer import Encoder
 from synthpt.tasks import Task
 
 
@@ -102,7 +102,7 @@ class InContextMethod(Method):
                           seed=ctx.seed, min_tokens=int(option(ctx, "icl_min_tokens", 32)))
 
     def run(self, ctx: Context) -> dict[str, Any]:
-        from synthpt.evaluate import evaluate
+        from synthpt.core.classify import evaluate
 
         cfg = ctx.prompt_tuning_config()
         parts = splits(ctx)

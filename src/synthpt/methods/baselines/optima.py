@@ -49,7 +49,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from synthpt.errors import fail
+from synthpt.core.errors import fail
+from synthpt.core.models import Backbone
 from synthpt.methods import register
 from synthpt.methods.base import Context
 from synthpt.methods.baselines.common import (
@@ -63,7 +64,6 @@ from synthpt.methods.baselines.common import (
     source_stage,
     source_task_for,
 )
-from synthpt.models import Backbone
 
 # ---------------------------------------------------------------------------- the regulariser
 
@@ -172,8 +172,8 @@ class OptimaTrainer:
 
     def __init__(self, bb: Backbone, src_task: Any, tgt_task: Any, src_rows: list[dict], tgt_rows: list[dict],
                  pt_cfg: Any, oc: OptimaConfig) -> None:
-        from synthpt.prompt_tuning.soft_prompt import init_from_vocab
-        from synthpt.prompt_tuning.verbalizer import Encoder
+        from synthpt.core.scoring import Encoder
+        from synthpt.core.soft_prompt import init_from_vocab
 
         self.bb = PerturbableBackbone(bb.model, bb.tokenizer, bb.name_or_path, bb.is_seq2seq)
         self.pt, self.oc = pt_cfg, oc
@@ -197,7 +197,7 @@ class OptimaTrainer:
         return self._ids[(side, i)]
 
     def features(self, ids: list[list[int]]) -> torch.Tensor:
-        from synthpt.prompt_tuning.verbalizer import pad_right
+        from synthpt.core.scoring import pad_right
 
         x, m = pad_right(ids, self.bb.tokenizer.pad_token_id)
         x, m = x.to(self.bb.device), m.to(self.bb.device).float()
@@ -207,7 +207,7 @@ class OptimaTrainer:
 
     def regulariser(self, enc: Any, ids: list[list[int]], clean: torch.Tensor, base: torch.Tensor,
                     mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        from synthpt.prompt_tuning.verbalizer import label_logprobs
+        from synthpt.core.scoring import label_logprobs
 
         def score(d: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
             self.bb.delta = d
@@ -221,7 +221,7 @@ class OptimaTrainer:
         return consistency(lambda d: score(d, self.prompt), clean, delta, weights)
 
     def clean_pass(self, enc: Any, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from synthpt.prompt_tuning.verbalizer import label_logprobs
+        from synthpt.core.scoring import label_logprobs
 
         self.bb.record = []
         try:
@@ -274,8 +274,8 @@ class OptimaTrainer:
 
 
 def optima_source(ctx: Context) -> Any:
+    from synthpt.core.soft_prompt import save_peft_prompt
     from synthpt.data import load_official
-    from synthpt.prompt_tuning.soft_prompt import save_peft_prompt
 
     src = source_task_for(ctx)
     oc = optima_config(ctx)

@@ -38,7 +38,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from synthpt.errors import fail
+from synthpt.core.errors import fail
 from synthpt.methods import register
 from synthpt.methods.base import Context
 from synthpt.methods.baselines.common import (

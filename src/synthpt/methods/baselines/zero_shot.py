@@ -16,7 +16,7 @@ from synthpt.methods.baselines.common import frozen_backbone, splits
 
 class ZeroShotMethod(Method):
     def run(self, ctx: Context) -> dict[str, Any]:
-        from synthpt.evaluate import evaluate
+        from synthpt.core.classify import evaluate
 
         cfg = ctx.prompt_tuning_config()
         parts = splits(ctx)

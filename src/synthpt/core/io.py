@@ -5,7 +5,7 @@ Experiments run for hours and get killed (preemption, full disks, Ctrl-C).  A ha
 step, so every whole-file write goes to a temporary file in the same directory, is fsynced
 and then renamed over the target with :func:`os.replace` (atomic on POSIX).  Either the old
 file or the complete new one exists, never a torn one.  Any ``OSError`` (ENOSPC, EACCES, ...)
-becomes one :class:`~synthpt.errors.SynthptError` line naming the path.
+becomes one :class:`~synthpt.core.errors.SynthptError` line naming the path.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from synthpt.errors import fail
+from synthpt.core.errors import fail
 
 
 def _oserror(path: Path, action: str, e: OSError) -> Exception:

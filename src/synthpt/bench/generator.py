@@ -1,4 +1,4 @@
-"""Measurements for ``benchmarks/bench_generator.py`` and ``synthpt bench`` (not timed tests).
+"""The generator figures of ``synthpt bench`` (measurements, not timed tests).
 
 - :func:`dawgen_step_ratio`: median time of one DawGen bi-level step over one plain
   generator prompt-tuning step, same model and batch (target ≤ 3.5).  The plain step runs
@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from synthpt import distributed as dist
-from synthpt.models import load_backbone
+from synthpt.core import distributed as dist
+from synthpt.core.models import load_backbone
 from synthpt.tasks import get_task
 
 DATA_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data"

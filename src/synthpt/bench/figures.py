@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from synthpt.models import Backbone
+from synthpt.core.models import Backbone
 from synthpt.tasks import Task
 
 # The same shapes as the issue fixes them (quick runs use fewer repetitions, not other shapes).
@@ -287,7 +287,7 @@ def causal_prefix_step_vs_plain_step(reps: int = 5) -> dict[str, Any]:
     """A paired prompt-tuning step on a causal LM with the prompt run once per view and shared as a
     KV-cache prefix, over the same step with the prompt run in front of every row (what PEFT's
     causal prompt tuning does).  Same trainer, batches and model; only the scoring path differs."""
-    from synthpt.prompt_tuning import verbalizer
+    from synthpt.core import verbalizer
 
     bb = llama_small_backbone()
     real, syn = bench_examples(64), bench_examples(64, seed=3)
@@ -339,9 +339,9 @@ def gs_paired_step_vs_mixed_step(reps: int = 5, dtype: torch.dtype | None = None
                    how="one forward + one backward to the prompt views in both; surgery on δ_real, δ_syn")
 
 
-# ---- 3, 4. generator (reuses synthpt.generator.bench) ------------------------------------------
+# ---- 3, 4. generator (reuses synthpt.bench.generator) ------------------------------------------
 def dawgen_step_vs_plain_step(reps: int = 7) -> dict[str, Any]:
-    from synthpt.generator.bench import dawgen_step_ratio
+    from synthpt.bench.generator import dawgen_step_ratio
 
     r = dawgen_step_ratio("tiny-gpt2", reps=reps)
     r.update(threads=torch.get_num_threads())
@@ -349,7 +349,7 @@ def dawgen_step_vs_plain_step(reps: int = 7) -> dict[str, Any]:
 
 
 def generation_speedup_vs_loop(n: int = 32) -> dict[str, Any]:
-    from synthpt.generator.bench import generation_speedup
+    from synthpt.bench.generator import generation_speedup
 
     r = generation_speedup("tiny-gpt2", n=n)
     r.update(threads=torch.get_num_threads())
@@ -359,9 +359,9 @@ def generation_speedup_vs_loop(n: int = 32) -> dict[str, Any]:
 # ---- 5. evaluation: verbalizer scoring vs generate-then-parse ----------------------------------
 def eval_speedup_vs_generate(n: int = 64, batch_size: int = 32, dtype: torch.dtype | None = None,
                              reps: int = 3) -> dict[str, Any]:
-    from synthpt.evaluate import predict
-    from synthpt.prompt_tuning.soft_prompt import init_from_vocab
-    from synthpt.prompt_tuning.verbalizer import Encoder, _with_prompt, pad_right
+    from synthpt.core.classify import predict
+    from synthpt.core.scoring import Encoder, _with_prompt, pad_right
+    from synthpt.core.soft_prompt import init_from_vocab
     from synthpt.tasks import get_task
 
     task = get_task("sst2")  # real label words ("negative"/"positive"): several tokens each
@@ -409,7 +409,7 @@ def _slope(xs: list[float], ys: list[float]) -> float:
 def epoch_time_scaling_exponent(sizes: tuple[int, ...] = (1000, 4000, 16000), batch_size: int = 32,
                                 small_reps: int = 2) -> dict[str, Any]:
     """Full epochs (every synthetic example once, ``syn`` strategy) on the tiny T5; no extrapolation."""
-    from synthpt.models import load_backbone
+    from synthpt.core.models import load_backbone
 
     bb = load_backbone("tiny-t5", device=_device())
     real = bench_examples(16)
@@ -487,7 +487,7 @@ FIGURES = tuple(_figures(True, None))
 def run(only: list[str] | None = None, quick: bool = False, dtype: torch.dtype | None = None,
         threads: int | None = None, out: Any = None) -> list[dict[str, Any]]:
     """Run the figures (all, or ``only``), print each as a JSON line as soon as it is ready."""
-    from synthpt.errors import fail
+    from synthpt.core.errors import fail
 
     out = out or sys.stdout
     unknown = [n for n in only or [] if n not in FIGURES]

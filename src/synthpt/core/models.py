@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from synthpt.errors import fail, first_line
+from synthpt.core.errors import fail, first_line
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from typing import IO, Any
 
 import torch
 
-from synthpt import distributed as dist
-from synthpt.data.io import atomic_torch_save
-from synthpt.errors import fail, first_line
+from synthpt.core import distributed as dist
+from synthpt.core.errors import fail, first_line
+from synthpt.core.io import atomic_torch_save
 
 
 def save_checkpoint(path: Path | None, state: dict[str, Any]) -> None:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthpt.data import write_json
-from synthpt.runinfo import config_hash
+from synthpt.core.io import write_json
+from synthpt.core.runinfo import config_hash
 
 STAGE_RUNS: Counter[str] = Counter()
 

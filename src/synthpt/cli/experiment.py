@@ -13,7 +13,7 @@ SECTION_FLAGS = {"generator": "generator", "generation": "generation", "prompt_t
 
 def _add_section_flags(p: argparse.ArgumentParser) -> None:
     """``--generator-<field>``, ``--generation-<field>``, ``--pt-<field>`` for every config field."""
-    from synthpt.errors import SynthptError
+    from synthpt.core.errors import SynthptError
     from synthpt.experiments.config import section_class
 
     for section, prefix in SECTION_FLAGS.items():
@@ -45,7 +45,7 @@ def _apply_flags(st: Any, ns: argparse.Namespace, force: bool = False) -> None:
             _, section, name = key.split("__", 2)
             st.set(f"{section}.{name}", value, where=f"--{SECTION_FLAGS[section]}-{name.replace('_', '-')}",
                    force=force)
-    from synthpt.errors import fail
+    from synthpt.core.errors import fail
     from synthpt.experiments.config import parse_value
 
     for item in ns.set or []:
@@ -63,7 +63,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(ns: argparse.Namespace) -> None:
-    from synthpt.cli import task_from_args
+    from synthpt.cli.main import task_from_args
     from synthpt.experiments.config import load_settings, run_defaults
     from synthpt.experiments.pipeline import run_pipeline
 
@@ -89,7 +89,7 @@ def cmd_run(ns: argparse.Namespace) -> None:
 def _csv(text: str | None, cast: Any = str) -> list[Any] | None:
     if not text:
         return None
-    from synthpt.errors import fail
+    from synthpt.core.errors import fail
 
     out = []
     for part in text.split(","):
@@ -126,7 +126,7 @@ def cmd_methods(ns: argparse.Namespace) -> None:
 
 
 def register(sub: Any) -> None:
-    from synthpt.cli import add_task_args
+    from synthpt.cli.main import add_task_args
 
     p = sub.add_parser("run", help="the whole method: generator tuning, generation, prompt tuning, evaluation",
                        description="Few-shot data to a deployable soft prompt: sample the K-shot split, tune the "

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from synthpt.errors import SynthptError, fail
+from synthpt.core.errors import SynthptError, fail
+from synthpt.core.knobs import help_of
 
 EPILOG = "Docs: README.md.  Every run writes config.json with the resolved configuration."
 
@@ -33,9 +34,8 @@ class Parser(argparse.ArgumentParser):
 
 
 # ---- helpers shared by subcommands --------------------------------------------------------
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, helps: dict[str, str],
-                       skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per dataclass field, default and type taken from the field."""
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One ``--flag`` per dataclass field; default, type and help taken from the field (:func:`knob`)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
@@ -43,7 +43,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, helps: dict[s
         flag = "--" + f.name.replace("_", "-")
         typ = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else None
-        text = helps.get(f.name, "")
+        text = help_of(f)
         if typ is bool:
             parser.add_argument(flag, action="store_true", default=default, help=text)
             continue
@@ -99,7 +99,7 @@ def cmd_tasks(ns: argparse.Namespace) -> None:
 
 
 def cmd_models(ns: argparse.Namespace) -> None:
-    from synthpt.models import BUILTIN_MODELS, cache_dir
+    from synthpt.core.models import BUILTIN_MODELS, cache_dir
 
     for m in BUILTIN_MODELS.values():
         print(f"{m.name:14s} {m.family:8s} {m.size:32s} {m.source}")
@@ -116,31 +116,6 @@ def cmd_sample(ns: argparse.Namespace) -> None:
           + f" (source: {meta.get('source')})")
 
 
-PT_HELP = {
-    "strategy": "data strategy: real | syn | mixed | real-then-syn | syn-then-real | paired",
-    "gradient_surgery": "project the synthetic gradient off the real one when they conflict (paired only)",
-    "epsilon": "weight of the synthetic gradient in paired steps",
-    "label_smoothing": "label smoothing of the synthetic rows' targets (Real+Syn w/ LS)",
-    "prompt_length": "number of soft prompt vectors",
-    "lr": "AdamW learning rate of the prompt",
-    "weight_decay": "AdamW weight decay",
-    "warmup_steps": "linear warm-up steps (then linear decay to 0)",
-    "batch_size": "global batch size (the real rows of a paired step)",
-    "syn_batch_size": "synthetic rows of a paired step (default: --batch-size)",
-    "max_steps": "training steps",
-    "eval_every": "evaluate on the few-shot dev set every N steps (the best prompt is kept)",
-    "checkpoint_every": "write a resumable checkpoint every N steps",
-    "max_length": "maximum input tokens (text fields are truncated, never the template)",
-    "eval_batch_size": "batch size for evaluation",
-    "phase_split": "real-then-syn / syn-then-real: fraction of steps in the first phase",
-    "max_synthetic": "use at most this many synthetic examples (balanced over labels)",
-    "balance_synthetic": "deal synthetic batches label by label (each batch holds every label about equally) "
-                         "instead of at random",
-    "zero_shot_filter": "drop synthetic rows whose label the backbone's zero-shot classifier contradicts, "
-                        "when its accuracy on the few-shot dev set is at least this (e.g. 0.75; off by default)",
-    "seed": "seed of the prompt initialisation and the data order",
-    "skip_nonfinite": "skip a batch whose loss is NaN/inf instead of stopping",
-}
 
 
 def add_model_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -161,7 +136,7 @@ def cmd_prompt_tune(ns: argparse.Namespace) -> None:
     m = run_prompt_tuning(task, ns.data, ns.model, ns.out, cfg, synthetic=ns.synthetic, init_prompt=ns.init_prompt,
                           max_eval=ns.max_eval, restart=ns.restart, trust_remote_code=ns.trust_remote_code,
                           dtype=ns.dtype)
-    from synthpt import distributed as dist
+    from synthpt.core import distributed as dist
 
     if dist.is_main():
         line = ", ".join(f"{k} {v:.4f}" for k, v in m["test"].items() if k != "n")
@@ -170,11 +145,11 @@ def cmd_prompt_tune(ns: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(ns: argparse.Namespace) -> None:
+    from synthpt.core.classify import evaluate
+    from synthpt.core.models import load_backbone, parse_dtype
+    from synthpt.core.soft_prompt import check_prompt_fits, load_peft_prompt
     from synthpt.data import load_split
-    from synthpt.evaluate import evaluate
-    from synthpt.models import load_backbone, parse_dtype
     from synthpt.prompt_tuning.recipe import eval_subset
-    from synthpt.prompt_tuning.soft_prompt import check_prompt_fits, load_peft_prompt
 
     task = task_from_args(ns)
     if ns.out and Path(ns.out).is_dir():  # before any work, not after scoring the split
@@ -197,7 +172,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> None:
     print(f"{task.name} {ns.split} ({m['n']} rows, {kind}): "
           + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "n"))
     if ns.out:
-        from synthpt.data import write_json
+        from synthpt.core.io import write_json
 
         write_json(ns.out, {"task": task.name, "split": ns.split, "model": model, "prompt": ns.prompt, **m})
 
@@ -233,7 +208,7 @@ def _register_core(sub: Any) -> None:
     p.add_argument("--max-eval", type=int, help="evaluate on a fixed random subset of at most N test rows")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
     p.add_argument("--out", required=True, help="output folder (adapter, metrics.json, log.jsonl)")
-    add_dataclass_args(p, _pt_config_cls(), PT_HELP)
+    add_dataclass_args(p, _pt_config_cls())
     p.set_defaults(func=cmd_prompt_tune)
 
     p = sub.add_parser("evaluate", help="metrics of a saved prompt (or zero-shot) on a split",
@@ -261,9 +236,9 @@ def _pt_config_cls() -> type:
 
 # Stage modules that add subcommands; each has ``register(subparsers)``.
 COMMAND_MODULES = (
-    "synthpt.generator.commands",
-    "synthpt.experiments.commands",
-    "synthpt.bench",
+    "synthpt.cli.generator",
+    "synthpt.cli.experiment",
+    "synthpt.bench.figures",
 )
 
 
@@ -333,7 +308,7 @@ def deterministic_kernels() -> None:
     resumed ends bitwise equal to an uninterrupted one.  On CUDA, cuBLAS split reductions and the
     fused attention backward add in a varying order, so two runs drift apart by rounding; this switch
     (slower) makes them bitwise equal there too.  Set before the first CUDA call, as here."""
-    from synthpt.distributed import env_flag
+    from synthpt.core.distributed import env_flag
 
     if not env_flag("SYNTHPT_DETERMINISTIC"):
         return

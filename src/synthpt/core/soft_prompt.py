@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from synthpt.data.io import atomic_write_bytes
-from synthpt.errors import fail, first_line
-from synthpt.models import Backbone
+from synthpt.core.errors import fail, first_line
+from synthpt.core.io import atomic_write_bytes
+from synthpt.core.models import Backbone
 
 
 def init_from_vocab(backbone: Backbone, length: int, seed: int, top_k: int = 5000) -> torch.Tensor:

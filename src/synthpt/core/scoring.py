@@ -32,13 +32,15 @@ import string
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from synthpt.models import Backbone
-from synthpt.tasks import Task
+from synthpt.core.models import Backbone
+
+if TYPE_CHECKING:  # type-only: tasks sit above the core floor
+    from synthpt.tasks import Task
 
 SENTINEL = "<extra_id_0>"
 
@@ -81,7 +83,7 @@ class Encoder:
         text = word if self.backbone.is_seq2seq else " " + word
         ids = tok(text, add_special_tokens=False)["input_ids"]
         if not ids:
-            from synthpt.errors import fail
+            from synthpt.core.errors import fail
 
             raise fail(f"label word {word!r} of task {self.task.name} is empty after tokenisation")
         return ids
@@ -160,7 +162,7 @@ def clamp_to_model(backbone: Backbone, max_length: int) -> int:
 
 
 def _is_main() -> bool:
-    from synthpt import distributed
+    from synthpt.core import distributed
 
     return distributed.is_main()
 

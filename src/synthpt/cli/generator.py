@@ -5,44 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-GEN_HELP = {
-    "mode": "dawgen (weighted + discriminative + distribution loss) | fewgen (no L_dist) | plain (unweighted)",
-    "prompt_length": "soft prompt tokens per label",
-    "init_from_label_words": "start each label prompt's last tokens at its label word (on by default)",
-    "lr": "Adam learning rate of the label prompts Q",
-    "meta_lr": "Adam learning rate of the weight net W",
-    "inner_lr": "step size alpha of the differentiable lookahead Q' = Q - alpha grad",
-    "dist_weight": "lambda, weight of L_dist in L_DawGen",
-    "dist_margin": "hinge margin of L_dist (cosine similarity)",
-    "weight_hidden": "hidden width of the weight net's token scorer",
-    "proj_dim": "output width of the weight net's projection (L_dist)",
-    "batch_size": "global batch, balanced over labels",
-    "max_steps": "training steps",
-    "checkpoint_every": "write a resumable checkpoint every N steps",
-    "max_length": "maximum tokens of prompt + context + target",
-    "seed": "seed of the prompt initialisation and the batch order",
-    "skip_nonfinite": "skip a batch whose loss is NaN/inf instead of stopping",
-}
-
-GENERATE_HELP = {
-    "multi_line": "keep generated texts past their first line (default: each text ends at its first line end)",
-    "n_per_label": "examples to keep per label (after filtering)",
-    "batch_size": "candidates sampled per generate call",
-    "max_new_tokens": "maximum tokens of a generated text",
-    "temperature": "sampling temperature",
-    "top_p": "nucleus sampling mass",
-    "top_k": "top-k sampling (0 = off)",
-    "repetition_penalty": "HF repetition penalty (1 = off)",
-    "min_words": "drop texts with fewer words",
-    "max_words": "drop texts with more words",
-    "dedup_ngram": "word n-gram size of the near-duplicate filter",
-    "near_dup_threshold": "Jaccard similarity at which a text counts as a near duplicate (>1 = off)",
-    "consistency_margin": "keep a text only if its own label's prompt beats the others by this mean token log-lik",
-    "max_attempts_factor": "stop a label after n_per_label x this many candidates (then warn)",
-    "seed": "sampling seed",
-    "first_texts": "pair tasks: where the first text comes from: data (few-shot train split) | generator | FILE",
-}
-
 
 def _tune_config_cls() -> type:
     from synthpt.generator.tuning import GeneratorConfig
@@ -57,8 +19,8 @@ def _generation_config_cls() -> type:
 
 
 def cmd_tune(ns: argparse.Namespace) -> None:
-    from synthpt import distributed as dist
-    from synthpt.cli import dataclass_from_args, task_from_args
+    from synthpt.cli.main import dataclass_from_args, task_from_args
+    from synthpt.core import distributed as dist
     from synthpt.generator.tuning import GeneratorConfig, run_generator_tuning
 
     task = task_from_args(ns)
@@ -71,8 +33,8 @@ def cmd_tune(ns: argparse.Namespace) -> None:
 
 
 def cmd_generate(ns: argparse.Namespace) -> None:
-    from synthpt import distributed as dist
-    from synthpt.cli import dataclass_from_args
+    from synthpt.cli.main import dataclass_from_args
+    from synthpt.core import distributed as dist
     from synthpt.generator.generation import GenerationConfig, run_generation
 
     cfg = dataclass_from_args(GenerationConfig, ns)
@@ -85,7 +47,7 @@ def cmd_generate(ns: argparse.Namespace) -> None:
 
 
 def register(sub: Any) -> None:
-    from synthpt.cli import EPILOG, add_dataclass_args, add_model_args, add_task_args
+    from synthpt.cli.main import EPILOG, add_dataclass_args, add_model_args, add_task_args
 
     p = sub.add_parser("generator", help="Step 1: tune the label-conditioned generator (DawGen)",
                        description="Tune the generator LM's per-label soft prompts.")
@@ -103,7 +65,7 @@ def register(sub: Any) -> None:
     t.add_argument("--out", required=True, help="output folder")
     t.add_argument("--no-init-from-label-words", action="store_true",
                    help="initialise the label prompts from random vocabulary embeddings only")
-    add_dataclass_args(t, _tune_config_cls(), GEN_HELP, skip=("init_from_label_words",))
+    add_dataclass_args(t, _tune_config_cls(), skip=("init_from_label_words",))
     t.set_defaults(func=cmd_tune)
 
     g = sub.add_parser("generate", help="Step 2: generate filtered, label-conditioned synthetic data",
@@ -117,5 +79,5 @@ def register(sub: Any) -> None:
     g.add_argument("--restart", action="store_true", help="discard a partial output and start over")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow the generator model's code from the hub (off by default: it runs arbitrary code)")
-    add_dataclass_args(g, _generation_config_cls(), GENERATE_HELP)
+    add_dataclass_args(g, _generation_config_cls())
     g.set_defaults(func=cmd_generate)

@@ -7,15 +7,17 @@ measures how much faster that is than generate-then-parse).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
-from synthpt import distributed as dist
-from synthpt.models import Backbone
-from synthpt.prompt_tuning.verbalizer import Encoder, label_logprobs
-from synthpt.tasks import Task
+from synthpt.core import distributed as dist
+from synthpt.core.models import Backbone
+from synthpt.core.scoring import Encoder, label_logprobs
+
+if TYPE_CHECKING:  # type-only: tasks sit above the core floor
+    from synthpt.tasks import Task
 
 
 def compute_metrics(task: Task, gold: list[int], pred: list[int]) -> dict[str, float]:
