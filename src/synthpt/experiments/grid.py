@@ -25,10 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from synthpt.core.errors import fail
 from synthpt.core.io import atomic_write_text, write_json
+from synthpt.core.progress import progress_bar
 from synthpt.core.runinfo import config_hash, versions
 from synthpt.experiments import tables as tb
 from synthpt.experiments.config import SECTIONS, Row, Settings
@@ -139,7 +138,7 @@ def run_experiment(st: Settings, data_dir: str | Path | None, out: str | Path, t
     cells = [(t, s, r) for t in task_objs for s in seed_list for r in rows]
     records = []
     t0 = time.perf_counter()
-    bar = tqdm(cells, desc="grid", unit="cell", disable=not progress, dynamic_ncols=True, position=0)
+    bar = progress_bar(cells, desc="grid", unit="cell", disable=not progress, dynamic_ncols=True, position=0)
     for t, s, r in bar:
         bar.set_postfix_str(f"{t.name} seed {s} {r.name}")
         records.append(run_cell(st, r, t, s, data_dir, out, progress=progress))

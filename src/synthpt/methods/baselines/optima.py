@@ -265,10 +265,10 @@ class OptimaTrainer:
                 "w_src": float(w_s.mean()), "w_tgt": float(w_t.mean())}
 
     def fit(self, progress: bool = False) -> list[dict[str, float]]:
-        from tqdm.auto import tqdm
+        from synthpt.core.progress import progress_bar
 
         hist = []
-        for _ in tqdm(range(self.oc.steps), desc="optima", disable=not progress, leave=False):
+        for _ in progress_bar(range(self.oc.steps), desc="optima", disable=not progress, leave=False):
             hist.append(self.step())
         return hist
 
