@@ -236,6 +236,7 @@ def _pt_config_cls() -> type:
 
 # Stage modules that add subcommands; each has ``register(subparsers)``.
 COMMAND_MODULES = (
+    "synthpt.cli.predict",
     "synthpt.cli.generator",
     "synthpt.cli.experiment",
     "synthpt.bench.figures",
@@ -298,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     deterministic_kernels()
+    import shlex
+
+    from synthpt.core.runinfo import set_command
+
+    set_command(shlex.join(["synthpt", *(sys.argv[1:] if argv is None else argv)]))
     return run(ns.func, ns)
 
 
