@@ -143,3 +143,29 @@ def test_card_license_of_a_folder_and_a_built_in(tmp_path):
     (tmp_path / "README.md").write_text("---\nlicense: mit\ntags: [x]\n---\n# m\n")
     assert model_license(str(tmp_path)) == "mit"
     assert model_license("some/hub-id") is None
+
+
+def test_rows_in_every_format_without_a_model(tmp_path):
+    """What ``predict`` reads, told apart by suffix or first line; bad rows come back, not raised."""
+    from synthpt.core.errors import SynthptError
+    from synthpt.data.rows import read_rows
+
+    rte, sst = get_task("rte"), get_task("sst-2")
+
+    def rows(task, text: str, name: str = "-", fmt: str = "auto"):
+        return list(read_rows(task, io.StringIO(text), name, fmt))
+
+    tsv = rows(rte, 'sentence1\tsentence2\n"quoted" A\tB\n\nC\tD\n')  # GLUE-style: quotes are text
+    assert [r.example for r in tsv] == [{"text1": '"quoted" A', "text2": "B"}, {"text1": "C", "text2": "D"}]
+    assert [r.loc for r in tsv] == ["-: row 1 (line 2)", "-: row 2 (line 4)"]
+    csv_rows = rows(rte, 'premise,hypothesis\n"a, b","c ""d"""\n', "x.csv")
+    assert csv_rows[0].example == {"text1": "a, b", "text2": 'c "d"'}
+    js = rows(rte, '[{"text1": "a", "text2": "b"}, {"text1": "c"}]', "x.json")
+    assert js[0].example == {"text1": "a", "text2": "b"} and "no column for field 'text2'" in js[1].error
+    mixed = rows(sst, '{"text": "ok"}\nnot json\n{"sentence": " "}\n')
+    assert mixed[0].example == {"text": "ok"} and "invalid JSON" in mixed[1].error and "empty" in mixed[2].error
+    assert [r.example["text"] for r in rows(sst, "plain text, with a comma\n")] == ["plain text, with a comma"]
+    with pytest.raises(SynthptError, match="plain lines need a one-field task"):
+        rows(rte, "just one text\n", fmt="lines")
+    with pytest.raises(SynthptError, match="header: no column for field 'text2'"):
+        rows(rte, "sentence1,other\na,b\n", "x.csv")

@@ -88,13 +88,17 @@ def _checked(task: Task, n: int, loc: str, record: Any) -> Row:
         return Row(n, loc, error=str(e))
 
 
-def _jsonl_rows(task: Task, name: str, lines: Iterator[tuple[int, str]]) -> Iterator[Row]:
+def _nonblank(name: str, lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str, str]]:
+    """(row number, location, line) of every line with text: blank lines are no rows."""
     n = 0
     for line_no, line in lines:
-        if not line.strip():
-            continue
-        n += 1
-        loc = f"{name}: row {n} (line {line_no})"
+        if line.strip():
+            n += 1
+            yield n, f"{name}: row {n} (line {line_no})", line
+
+
+def _jsonl_rows(task: Task, name: str, lines: Iterator[tuple[int, str]]) -> Iterator[Row]:
+    for n, loc, line in _nonblank(name, lines):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
@@ -138,12 +142,8 @@ def _table_rows(task: Task, name: str, lines: Iterator[tuple[int, str]], delimit
 
 
 def _plain_rows(task: Task, name: str, lines: Iterator[tuple[int, str]]) -> Iterator[Row]:
-    n = 0
-    for line_no, line in lines:
-        if not line.strip():
-            continue
-        n += 1
-        yield Row(n, f"{name}: row {n} (line {line_no})", example={task.fields[0]: line.strip()})
+    for n, loc, line in _nonblank(name, lines):
+        yield Row(n, loc, example={task.fields[0]: line.strip()})
 
 
 def _tsv_quoting(head: list[str]) -> int:
