@@ -58,8 +58,16 @@ def test_predict_a_file_matches_the_scorer(sst2_prompt, tmp_path, capsys):
     assert synthpt.load(run_dir).predict("flat")[0]["label"] == rows[2]["label"]
 
 
-def test_predict_reads_stdin(sst2_prompt, monkeypatch, capsys):
-    monkeypatch.setattr("sys.stdin", io.StringIO("great acting\nboring plot\n"))
+class TypedStdin(io.StringIO):
+    """stdin at a terminal: lines are answered as they are typed, not read ahead."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("stdin", [io.StringIO, TypedStdin], ids=["piped", "typed"])
+def test_predict_reads_stdin(sst2_prompt, monkeypatch, capsys, stdin):
+    monkeypatch.setattr("sys.stdin", stdin("great acting\nboring plot\n"))
     assert main(["predict", "--prompt", str(sst2_prompt), "--input", "-", "--quiet"]) == 0
     rows = _lines(capsys.readouterr().out)
     assert [r["text"] for r in rows] == ["great acting", "boring plot"]

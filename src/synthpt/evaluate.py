@@ -287,8 +287,11 @@ def predict_file(load: Callable[[], Classifier], task: Task, source: str | Path,
     src = open_source(source)
     bad: list[Row] = []
     try:
-        if src.interactive:  # typed lines: answer each as it comes (nothing to check ahead)
+        if src.interactive and out is None:  # typed lines: answer each as it comes (nothing to check ahead)
             n = write_predictions(load(), _rows(src, task, fmt), sys.stdout, 1, set(), skip_bad)
+        elif src.interactive:
+            with atomic_writer(out) as fh:
+                n = write_predictions(load(), _rows(src, task, fmt), fh, 1, set(), skip_bad)
         else:
             good, bad = check_rows(src, task, fmt, skip_bad)
             clf = load()
