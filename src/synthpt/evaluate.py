@@ -204,7 +204,11 @@ def open_source(source: str | Path) -> Source:
         if sys.stdin.isatty():
             return Source("<stdin>", interactive=True)
         spool = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
-        shutil.copyfileobj(sys.stdin, spool)
+        try:
+            shutil.copyfileobj(sys.stdin, spool)
+        except UnicodeDecodeError as e:
+            spool.close()
+            raise fail(f"<stdin>: not UTF-8 text ({e.reason} at byte {e.start})") from None
         return Source("<stdin>", spool=spool)
     p = Path(source)
     if not p.is_file():
