@@ -23,7 +23,7 @@ from pathlib import Path
 out = Path(sys.argv[1])
 cell = json.loads((out / "cells" / "sst-2" / "ours" / "seed-42.json").read_text())
 shutil.copytree(out / cell["runs"][-1]["dir"], out / "prompt", dirs_exist_ok=True,
-                ignore=shutil.ignore_patterns("checkpoint.pt", "log.jsonl"))
+                ignore=shutil.ignore_patterns("checkpoint.pt", "log.jsonl", "stage.json"))
 PY
 echo
 echo "Ours' soft prompt: $OUT/prompt (its card: $OUT/prompt/README.md). Classify your own text:"
