@@ -31,3 +31,14 @@ def test_the_readme_python_example_runs_as_written(data_dir, tmp_path, monkeypat
 
 def test_the_readme_is_short():
     assert len(README.read_text(encoding="utf-8").splitlines()) <= 260
+
+
+def test_import_synthpt_stays_light():
+    """``synthpt.load`` / ``synthpt.run`` are thin wrappers: importing the package loads no torch stack."""
+    import subprocess
+    import sys
+
+    code = ("import sys, synthpt, synthpt.core.errors; assert callable(synthpt.load) and callable(synthpt.run); "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
