@@ -129,10 +129,10 @@ def add_model_args(p: argparse.ArgumentParser, default: str | None = None) -> No
 
 def cmd_prompt_tune(ns: argparse.Namespace) -> None:
     from synthpt.prompt_tuning.recipe import run_prompt_tuning
-    from synthpt.prompt_tuning.trainer import PromptTuningConfig
+    from synthpt.prompt_tuning.trainer import PromptTrainerConfig
 
     task = task_from_args(ns)
-    cfg = dataclass_from_args(PromptTuningConfig, ns)
+    cfg = dataclass_from_args(PromptTrainerConfig, ns)
     m = run_prompt_tuning(task, ns.data, ns.model, ns.out, cfg, synthetic=ns.synthetic, init_prompt=ns.init_prompt,
                           max_eval=ns.max_eval, restart=ns.restart, trust_remote_code=ns.trust_remote_code,
                           dtype=ns.dtype)
@@ -229,9 +229,9 @@ def _register_core(sub: Any) -> None:
 
 
 def _pt_config_cls() -> type:
-    from synthpt.prompt_tuning.trainer import PromptTuningConfig
+    from synthpt.prompt_tuning.trainer import PromptTrainerConfig
 
-    return PromptTuningConfig
+    return PromptTrainerConfig
 
 
 # Stage modules that add subcommands; each has ``register(subparsers)``.

@@ -8,7 +8,7 @@ One schema serves ``synthpt run --config`` and ``synthpt experiment --config``::
     max_eval: 300                  # evaluate on a fixed subset of at most N test rows (null: all)
     generator: {...}               # GeneratorConfig fields (Step 1)
     generation: {...}              # GenerationConfig fields (Step 2)
-    prompt_tuning: {...}           # PromptTuningConfig fields (Step 3)
+    prompt_tuning: {...}           # PromptTrainerConfig fields (Step 3)
     options: {...}                 # free-form knobs for methods (ctx.options)
     method: ours                   # `run` only: the method (default ours)
     tasks: [rte, mrpc, my.yaml]    # experiment: built-in names or task-spec files (relative to the config)
@@ -57,9 +57,9 @@ RUN_MAX_EVAL = 500
 
 def section_class(section: str) -> type:
     if section == "prompt_tuning":
-        from synthpt.prompt_tuning.trainer import PromptTuningConfig
+        from synthpt.prompt_tuning.trainer import PromptTrainerConfig
 
-        return PromptTuningConfig
+        return PromptTrainerConfig
     from synthpt.methods.base import generator_api
 
     gen = generator_api()

@@ -59,7 +59,7 @@ class Context:
     cache_dir: Path
     generator: dict[str, Any] = field(default_factory=dict)  # GeneratorConfig values
     generation: dict[str, Any] = field(default_factory=dict)  # GenerationConfig values
-    prompt_tuning: dict[str, Any] = field(default_factory=dict)  # PromptTuningConfig values
+    prompt_tuning: dict[str, Any] = field(default_factory=dict)  # PromptTrainerConfig values
     forced: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-row overrides, applied last
     options: dict[str, Any] = field(default_factory=dict)  # method-specific knobs
     max_eval: int | None = None
@@ -122,9 +122,9 @@ class Context:
         return _with(cfg, **{"seed": self.seed, **overrides, **self.forced.get("generation", {})})
 
     def prompt_tuning_config(self, **overrides: Any) -> Any:
-        from synthpt.prompt_tuning.trainer import PromptTuningConfig
+        from synthpt.prompt_tuning.trainer import PromptTrainerConfig
 
-        cfg = PromptTuningConfig(**self.prompt_tuning)
+        cfg = PromptTrainerConfig(**self.prompt_tuning)
         return _with(cfg, **{"seed": self.seed, **overrides, **self.forced.get("prompt_tuning", {})})
 
     # ---- stages 1-2: generator tuning and generation (shared across methods) -------------

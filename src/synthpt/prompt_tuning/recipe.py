@@ -27,7 +27,7 @@ from synthpt.core.models import Backbone, load_backbone, parse_dtype
 from synthpt.core.runinfo import config_hash, versions
 from synthpt.core.soft_prompt import check_prompt_fits, load_peft_prompt, save_peft_prompt
 from synthpt.data import load_file, load_split
-from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTuningConfig
+from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTrainerConfig
 from synthpt.prompt_tuning.zero_shot_filter import zero_shot_filter
 from synthpt.tasks import Task
 
@@ -73,7 +73,7 @@ def run_prompt_tuning(
     data: str | Path,
     model: str | Backbone,
     out: str | Path,
-    cfg: PromptTuningConfig,
+    cfg: PromptTrainerConfig,
     synthetic: str | Path | list[dict] | None = None,
     init_prompt: str | Path | torch.Tensor | None = None,
     max_eval: int | None = None,

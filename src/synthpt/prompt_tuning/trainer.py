@@ -36,7 +36,7 @@ from synthpt.tasks import Task
 
 
 @dataclass
-class PromptTuningConfig:
+class PromptTrainerConfig:
     """Every knob of Step 3.  Defaults follow prompt-tuning practice for T5-size models."""
 
     strategy: str = knob("real", 'data strategy: real | syn | mixed | real-then-syn | syn-then-real | paired')
@@ -110,7 +110,7 @@ class TrainResult:
     resumed_from: int = 0
 
 
-def _lr_lambda(cfg: PromptTuningConfig):
+def _lr_lambda(cfg: PromptTrainerConfig):
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
@@ -123,7 +123,7 @@ def _lr_lambda(cfg: PromptTuningConfig):
 class PromptTrainer:
     """Trains one soft prompt on real (+ synthetic) examples of a task."""
 
-    def __init__(self, task: Task, backbone: Backbone, cfg: PromptTuningConfig, train: list[dict],
+    def __init__(self, task: Task, backbone: Backbone, cfg: PromptTrainerConfig, train: list[dict],
                  dev: list[dict], synthetic: list[dict] | None = None, init_prompt: torch.Tensor | None = None,
                  out_dir: str | Path | None = None, progress: bool = True) -> None:
         cfg.validate()
