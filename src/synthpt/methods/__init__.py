@@ -29,7 +29,7 @@ from synthpt.methods.base import Context, Method, PromptTuningMethod
 
 # One line per module of methods; each module registers its methods when imported.
 BUILTIN_MODULES: list[str] = [
-    "synthpt.methods.prompt_tuning",  # pt, ours, the data strategies, the ablations
+    "synthpt.methods.data_strategies",  # pt, ours, the data strategies, the ablations
     "synthpt.methods.baselines.zero_shot",  # zero-shot (Prompting)
     "synthpt.methods.baselines.icl",  # icl (In-Context)
     "synthpt.methods.baselines.finetune",  # ft, pft, pft+sp

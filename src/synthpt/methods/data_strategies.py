@@ -1,4 +1,4 @@
-"""Prompt-tuning methods: PT, Ours, the data strategies of Table 2 and the ablations of Table 3.
+"""Methods built from a data strategy: PT, Ours, the data strategies of Table 2 and the ablations of Table 3.
 
 Names: ``<strategy>@<generator>``, where the generator is ``fewgen`` (FewGen's generator
 tuning) or ``dawgen`` (distribution-aligned weighted generator tuning), both run by the
