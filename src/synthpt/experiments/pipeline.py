@@ -32,9 +32,9 @@ def make_context(st: Settings, row: Row, task: Task, seed: int, data_dir: str | 
     return Context(
         task=task, seed=seed, k=st.k, data_dir=Path(data_dir) if data_dir else None,
         model=row.model or st.model, generator_model=row.generator_model or st.generator_model,
-        cache_dir=cache_dir, generator={**st.sections["generator"], **row.sections.get("generator", {})},
-        generation={**st.sections["generation"], **row.sections.get("generation", {})},
-        prompt_tuning={**st.sections["prompt_tuning"], **row.sections.get("prompt_tuning", {})},
+        cache_dir=cache_dir, generator_knobs={**st.sections["generator"], **row.sections.get("generator", {})},
+        generation_knobs={**st.sections["generation"], **row.sections.get("generation", {})},
+        pt_knobs={**st.sections["prompt_tuning"], **row.sections.get("prompt_tuning", {})},
         forced={s: {**st.forced.get(s, {}), **row.sections.get(s, {})} for s in SECTIONS}, options={**st.options, **row.options},
         max_eval=st.max_eval, layout=layout, progress=progress,
     )
@@ -81,10 +81,10 @@ def _settings_dict(st: Settings, ctx: Context) -> dict[str, Any]:
     pt = ctx.prompt_tuning_config()
     out["prompt_tuning"] = dataclasses.asdict(pt)
     try:
-        out["generator"] = dataclasses.asdict(ctx.generator_config(ctx.generator.get("mode", "dawgen")))
+        out["generator"] = dataclasses.asdict(ctx.generator_config(ctx.generator_knobs.get("mode", "dawgen")))
         out["generation"] = dataclasses.asdict(ctx.generation_config())
     except Exception:  # generator stage not installed: a pt-only run
-        out["generator"], out["generation"] = dict(ctx.generator), dict(ctx.generation)
+        out["generator"], out["generation"] = dict(ctx.generator_knobs), dict(ctx.generation_knobs)
     return out
 
 

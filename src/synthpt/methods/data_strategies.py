@@ -46,7 +46,7 @@ _STRATEGIES = [  # (name, display, trainer strategy, gradient surgery, PT knobs)
 for _gen, _gdisp in GENERATORS.items():
     for _name, _disp, _strategy, _gs, _knobs in _STRATEGIES:
         register(PromptTuningMethod(f"{_name}@{_gen}", f"{_disp} ({_gdisp})", f"strategy {_strategy} on {_gdisp} data",
-                                    strategy=_strategy, gradient_surgery=_gs, synthetic=_gen, prompt_tuning=_knobs))
+                                    strategy=_strategy, gradient_surgery=_gs, synthetic=_gen, pt_knobs=_knobs))
 
 # Ablations (Table 3), named as in the paper.
 register(PromptTuningMethod("ours@fewgen", "Ours w/ FewGen generator", "ablation: FewGen generator instead of DawGen",
