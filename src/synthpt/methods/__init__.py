@@ -13,7 +13,7 @@ methods by name.  A method is an object with
 backbone and generator names, the seed, the resolved knobs (generator / generation /
 prompt-tuning configs, ``options``) and content-addressed helpers that share work across
 methods (``ctx.synthetic("dawgen")`` tunes the generator and generates once per config,
-``ctx.prompt_tune(cfg, synthetic)`` caches a prompt-tuning run by its config).
+``ctx.run_prompt_tuning(cfg, synthetic)`` caches a prompt-tuning run by its config).
 
 Adding a method: write ``synthpt/methods/my_method.py`` that calls
 ``register(Method(...))`` (or a subclass with its own ``run``) at import time, and add

@@ -184,9 +184,10 @@ class Context:
         return res.target
 
     # ---- stage 3: prompt tuning -----------------------------------------------------------
-    def prompt_tune(self, cfg: Any, synthetic: str | Path | None = None, init_prompt: str | Path | None = None,
-                    tag: str | None = None) -> dict[str, Any]:
-        """Prompt-tune (cached by config); returns the metrics of ``run_prompt_tuning``."""
+    def run_prompt_tuning(self, cfg: Any, synthetic: str | Path | None = None, init_prompt: str | Path | None = None,
+                          tag: str | None = None) -> dict[str, Any]:
+        """:func:`synthpt.prompt_tuning.recipe.run_prompt_tuning` as a cached stage (keyed by its config):
+        its metrics."""
         from synthpt.prompt_tuning.recipe import run_prompt_tuning
 
         syn_fp = None
@@ -280,7 +281,7 @@ class PromptTuningMethod(Method):
         syn = self.synthetic_path(ctx)
         cfg = ctx.prompt_tuning_config(strategy=self.strategy, gradient_surgery=self.gradient_surgery,
                                        **self.pt_knobs)
-        return ctx.prompt_tune(cfg, syn)
+        return ctx.run_prompt_tuning(cfg, syn)
 
     def trainable_parameters(self, ctx: Context) -> int | None:
         cfg = ctx.prompt_tuning_config(**self.pt_knobs)

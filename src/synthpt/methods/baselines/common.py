@@ -167,7 +167,7 @@ def train_source_prompt(ctx: Context, task: Any, rows: list[dict[str, Any]], cfg
 def tune_from(ctx: Context, init_dir: Path, tag: str) -> dict[str, Any]:
     """Target prompt tuning on the few-shot split, starting from the prompt in ``init_dir``."""
     cfg = ctx.prompt_tuning_config(strategy="real", gradient_surgery=False)
-    return dict(ctx.prompt_tune(cfg, None, init_prompt=init_dir, tag=tag))
+    return dict(ctx.run_prompt_tuning(cfg, None, init_prompt=init_dir, tag=tag))
 
 
 @dataclass
