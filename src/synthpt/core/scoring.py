@@ -191,24 +191,24 @@ def _with_prompt(
 
 
 def label_logprobs(
-    encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None = None,
+    encoder: Encoder, context_ids: list[list[int]], prompt: torch.Tensor | None = None,
     prompt_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, L) log-probabilities of each label word (summed over its tokens).
 
     ``prompt``: ``(n, d)`` for every row, ``(B, n, d)`` one per row, or ``(G, n, d)`` with
     ``prompt_index`` (B,) giving each row's copy."""
-    if prompt is not None and prompt_index is None and prompt.dim() == 3 and prompt.shape[0] != len(ctx):
-        raise ValueError(f"a (G, n, d) prompt with G={prompt.shape[0]} != {len(ctx)} rows needs prompt_index")
+    if prompt is not None and prompt_index is None and prompt.dim() == 3 and prompt.shape[0] != len(context_ids):
+        raise ValueError(f"a (G, n, d) prompt with G={prompt.shape[0]} != {len(context_ids)} rows needs prompt_index")
     if prompt is not None and prompt_index is not None:
-        if prompt.dim() != 3 or prompt_index.shape != (len(ctx),):
+        if prompt.dim() != 3 or prompt_index.shape != (len(context_ids),):
             raise ValueError("prompt_index needs a (G, n, d) prompt and one index per row")
         if encoder.backbone.is_seq2seq:  # T5's encoder lets the prompt read the input: nothing to share
             prompt, prompt_index = prompt[prompt_index.to(prompt.device)], None
     bb = encoder.backbone
     if bb.is_seq2seq:
-        return _seq2seq_scores(encoder, ctx, prompt)
-    return _causal_scores(encoder, ctx, prompt, prompt_index)
+        return _seq2seq_scores(encoder, context_ids, prompt)
+    return _causal_scores(encoder, context_ids, prompt, prompt_index)
 
 
 # ---- the prompt as a shared KV-cache prefix (causal LMs) ------------------------------------------
@@ -282,19 +282,19 @@ def _prefix_supported(bb: Backbone, copies: torch.Tensor) -> bool:
     return ok
 
 
-def _causal_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None,
+def _causal_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch.Tensor | None,
                    prompt_index: torch.Tensor | None = None) -> torch.Tensor:
     bb = encoder.backbone
     dev = bb.device
     L = len(encoder.label_ids)
     copies = index = None
     if prompt is not None:
-        copies, index = _copies(prompt, len(ctx), prompt_index)
+        copies, index = _copies(prompt, len(context_ids), prompt_index)
     if encoder.single_token:
-        seqs = ctx
+        seqs = context_ids
     else:  # one row per (example, label): context + that label's word, less its last token (never an input,
         # and the Encoder's budget counts on it: a full-length context would run past the model's positions)
-        seqs = [c + lab[:-1] for c in ctx for lab in encoder.label_ids]
+        seqs = [c + lab[:-1] for c in context_ids for lab in encoder.label_ids]
         if index is not None:
             index = index.repeat_interleave(L)
     ids, mask = pad_right(seqs, bb.tokenizer.pad_token_id)
@@ -305,14 +305,14 @@ def _causal_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor 
         hidden = _full_hidden(bb, None if copies is None else copies[index], ids, mask)
     head = bb.model.get_output_embeddings()
     if encoder.single_token:
-        last = torch.tensor([len(c) - 1 for c in ctx], device=dev)  # hidden: input positions only
-        h = hidden[torch.arange(len(ctx), device=dev), last]
+        last = torch.tensor([len(c) - 1 for c in context_ids], device=dev)  # hidden: input positions only
+        h = hidden[torch.arange(len(context_ids), device=dev), last]
         logp = F.log_softmax(head(h).float(), dim=-1)
         return logp[:, [ids_[0] for ids_ in encoder.label_ids]]
     # gather every label-token position in one go
     row_idx, pos_idx, tgt, owner = [], [], [], []
     r = 0
-    for c in ctx:
+    for c in context_ids:
         for lab in encoder.label_ids:
             for j, t in enumerate(lab):
                 row_idx.append(r)
@@ -324,18 +324,18 @@ def _causal_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor 
     logp = F.log_softmax(head(h).float(), dim=-1)
     tok_lp = logp[torch.arange(len(tgt), device=dev), torch.tensor(tgt, device=dev)]
     sums = torch.zeros(len(seqs), device=dev, dtype=tok_lp.dtype).index_add(0, torch.tensor(owner, device=dev), tok_lp)
-    return sums.view(len(ctx), L)
+    return sums.view(len(context_ids), L)
 
 
-def _seq2seq_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
+def _seq2seq_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
     bb = encoder.backbone
     dev = bb.device
-    ids, mask = pad_right(ctx, bb.tokenizer.pad_token_id)
+    ids, mask = pad_right(context_ids, bb.tokenizer.pad_token_id)
     ids, mask = ids.to(dev), mask.to(dev)
     embeds, attn = _with_prompt(bb, ids, mask, prompt)
     start = bb.model.config.decoder_start_token_id
     head = [start] + encoder.sentinel
-    B, L = len(ctx), len(encoder.label_ids)
+    B, L = len(context_ids), len(encoder.label_ids)
     enc = bb.model.get_encoder()(inputs_embeds=embeds, attention_mask=attn)
     if encoder.single_token:
         dec = torch.tensor([head] * B, device=dev)

@@ -209,16 +209,16 @@ class Sampler:
         self.prompts = prompts.to(bb.device, bb.model.dtype)  # built once, reused by every round
         self.pad = bb.tokenizer.pad_token_id
 
-    def _generate(self, label_index: int, ctx: list[list[int]], seed: int) -> list[str]:
+    def _generate(self, label_index: int, context_ids: list[list[int]], seed: int) -> list[str]:
         bb, cfg = self.bb, self.cfg
         dev = bb.device
         q = self.prompts[label_index]
         n = q.shape[0]
-        width = max(len(c) for c in ctx)
+        width = max(len(c) for c in context_ids)
         d = q.shape[-1]
-        embeds = q.new_zeros(len(ctx), n + width, d)
-        mask = torch.zeros((len(ctx), n + width), dtype=torch.long, device=dev)
-        for r, c in enumerate(ctx):
+        embeds = q.new_zeros(len(context_ids), n + width, d)
+        mask = torch.zeros((len(context_ids), n + width), dtype=torch.long, device=dev)
+        for r, c in enumerate(context_ids):
             e = bb.embed(torch.tensor(c, dtype=torch.long, device=dev).view(1, -1))[0]
             # seq2seq encoder: [Q_l ; context ; pad ...]; causal: [pad ... ; Q_l ; context], so the
             # last position of every row is real and generation continues the context directly
@@ -248,8 +248,8 @@ class Sampler:
             for r, t in zip(rows, texts):
                 r[task.fields[0]] = first_line(t)
         lab = task.labels[label_index]
-        ctx = [self.enc.context(r, self.cfg.max_new_tokens + 1, lab) for r in rows]
-        texts = self._generate(label_index, ctx, seed)
+        context_ids = [self.enc.context(r, self.cfg.max_new_tokens + 1, lab) for r in rows]
+        texts = self._generate(label_index, context_ids, seed)
         cut = (lambda t: t.strip()) if self.cfg.multi_line and not task.is_pair else first_line
         return [{**{f: r[f] for f in task.fields[:-1]}, field: cut(t), "label": lab} for r, t in zip(rows, texts)]
 
@@ -261,10 +261,10 @@ class Sampler:
         L = self.task.num_labels
         # each example under each label's prompt AND context (row = i·L + l)
         enc = [self.enc.encode(ex, lab) for ex in examples for lab in self.task.labels]
-        ctx = [c for c, _ in enc]
+        context_ids = [c for c, _ in enc]
         tgt = [t for _, t in enc]
         rows = self.prompts.repeat(len(examples), 1, 1)
-        s = score_targets(self.bb, ctx, tgt, rows)
+        s = score_targets(self.bb, context_ids, tgt, rows)
         mean = (s.token_logp.sum(1) / s.mask.sum(1).clamp(min=1)).view(len(examples), L)
         own = torch.tensor([self.task.label_index(ex["label"]) for ex in examples], device=mean.device)
         own_lp = mean.gather(1, own.view(-1, 1)).squeeze(1)

@@ -227,10 +227,10 @@ class GeneratorTrainer:
         """This process's rows of ``step`` (indices, targets, labels) scored under their own label
         prompts and contexts (graph to Q)."""
         mine = dist.shard(self.batch_rows(step))
-        ctx = [self._encoded(i)[0] for i in mine]
+        context_ids = [self._encoded(i)[0] for i in mine]
         tgt = [self._encoded(i)[1] for i in mine]
         y = torch.tensor([self.task.label_index(self.train[i]["label"]) for i in mine], device=self.bb.device)
-        return mine, tgt, y, score_targets(self.bb, ctx, tgt, self.Q[y])
+        return mine, tgt, y, score_targets(self.bb, context_ids, tgt, self.Q[y])
 
     def lookahead_disc(self, mine: list[int], tgt: list[list[int]], y: torch.Tensor, s: Scored) -> torch.Tensor:
         """L_disc(Q'(W)) with Q' = Q − α ∇Q L_DawGen(Q; W): differentiable in W (the meta-objective)."""
@@ -241,8 +241,8 @@ class GeneratorTrainer:
         # (row = i·L + l); the target ids do not depend on the label, only the context does
         B = len(mine)
         rows_p = q_look.unsqueeze(0).expand(B, -1, -1, -1).reshape(B * self.L, *q_look.shape[1:])
-        ctx_all = [self._encoded(i, lab)[0] for i in mine for lab in self.task.labels]
-        sd = score_targets(self.bb, ctx_all, [t for t in tgt for _ in range(self.L)], rows_p)
+        context_ids_all = [self._encoded(i, lab)[0] for i in mine for lab in self.task.labels]
+        sd = score_targets(self.bb, context_ids_all, [t for t in tgt for _ in range(self.L)], rows_p)
         T = sd.token_logp.shape[1]
         return disc_loss(sd.token_logp.view(B, self.L, T), y, sd.mask.view(B, self.L, T)[:, 0])
 

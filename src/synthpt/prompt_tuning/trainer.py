@@ -155,7 +155,7 @@ class PromptTrainer:
         self.paired_steps = 0
 
     # ---- inputs -------------------------------------------------------------------------
-    def _ctx(self, source: str, i: int) -> list[int]:
+    def _context_ids(self, source: str, i: int) -> list[int]:
         key = (source, i)
         if key not in self._ids:  # encode lazily: a 16k synthetic set is mostly never needed whole
             self._ids[key] = self.encoder.encode((self.train if source == "real" else self.syn)[i])
@@ -223,7 +223,7 @@ class PromptTrainer:
         the gradient of a loss on the scores w.r.t. the views is [δ_real, δ_syn]."""
         views = self.prompt.unsqueeze(0).expand(2, -1, -1)
         which = torch.tensor([int(r.source == "syn") for r in rows], device=self.bb.device)
-        return views, label_logprobs(self.encoder, [self._ctx(r.source, r.index) for r in rows], views, which)
+        return views, label_logprobs(self.encoder, [self._context_ids(r.source, r.index) for r in rows], views, which)
 
     # ---- dev selection, checkpoints --------------------------------------------------
     def evaluate_dev(self) -> dict[str, float]:
