@@ -14,7 +14,7 @@ from synthpt.core.io import write_jsonl
 from synthpt.core.models import load_backbone
 from synthpt.data import load_file
 from synthpt.generator import GenerationConfig, GeneratorConfig, run_generation, run_generator_tuning
-from synthpt.generator.generation import Filters, LineEnd, Sampler, first_line
+from synthpt.generator.generation import Filters, LineEnd, Sampler, first_text_line
 from synthpt.generator.losses import disc_loss, dist_loss, token_weights, weighted_lm_loss
 from synthpt.generator.tuning import GeneratorTrainer
 from synthpt.tasks import get_task
@@ -338,8 +338,8 @@ def test_cli_tune_and_generate(tmp_path, model, mode, capsys):
 def test_texts_end_at_their_first_line():
     """Default generation keeps one line (as every real example is): the first non-blank one,
     and the stopping criterion ends a row only at a line end that follows some text."""
-    assert first_line("\n\n  a good film \nMovie review: another") == "a good film"
-    assert first_line("one line") == "one line" and first_line(" \n \n") == ""
+    assert first_text_line("\n\n  a good film \nMovie review: another") == "a good film"
+    assert first_text_line("one line") == "one line" and first_text_line(" \n \n") == ""
     tok = load_backbone("tiny-gpt2").tokenizer
     rows = ["\nstill going", "done here\nand more", "no end yet"]
     ids = [tok(r, add_special_tokens=False)["input_ids"] for r in rows]

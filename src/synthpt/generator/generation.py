@@ -181,7 +181,7 @@ def round_seed(seed: int, label_index: int, round_index: int, rank: int = 0) -> 
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
 
 
-def first_line(text: str) -> str:
+def first_text_line(text: str) -> str:
     """The first non-empty line: the real examples of every built-in task are one line each, and a
     small generator that goes on past a line end writes another item, not more of this one."""
     return next((ln.strip() for ln in text.split("\n") if ln.strip()), "")
@@ -189,7 +189,7 @@ def first_line(text: str) -> str:
 
 class LineEnd(StoppingCriteria):
     """Stopping criterion: a row is done once its text has a line end after some non-blank text
-    (a leading newline does not stop it).  Saves the tokens ``first_line`` would cut anyway."""
+    (a leading newline does not stop it).  Saves the tokens ``first_text_line`` would cut anyway."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tok = tokenizer
@@ -246,11 +246,11 @@ class Sampler:
             lead_ids = self.enc._ids(lead.rstrip(" ")) + ([self.enc.eos] if self.bb.is_seq2seq else [])
             texts = self._generate(label_index, [lead_ids or [self.enc.eos]] * len(rows), seed ^ 0x5EED)
             for r, t in zip(rows, texts):
-                r[task.fields[0]] = first_line(t)
+                r[task.fields[0]] = first_text_line(t)
         lab = task.labels[label_index]
         context_ids = [self.enc.context(r, self.cfg.max_new_tokens + 1, lab) for r in rows]
         texts = self._generate(label_index, context_ids, seed)
-        cut = (lambda t: t.strip()) if self.cfg.multi_line and not task.is_pair else first_line
+        cut = (lambda t: t.strip()) if self.cfg.multi_line and not task.is_pair else first_text_line
         return [{**{f: r[f] for f in task.fields[:-1]}, field: cut(t), "label": lab} for r, t in zip(rows, texts)]
 
     @torch.no_grad()
