@@ -310,7 +310,7 @@ def test_shipped_configs_parse(fake_gen):
 
 
 def test_run_flags_win_over_method_knobs_but_config_does_not(tmp_path, fake_gen):
-    from synthpt.experiments.config import Row, run_defaults
+    from synthpt.experiments.config import MethodRow, run_defaults
     from synthpt.experiments.pipeline import make_context
     from synthpt.tasks import get_task
 
@@ -318,7 +318,7 @@ def test_run_flags_win_over_method_knobs_but_config_does_not(tmp_path, fake_gen)
     assert st.sections["prompt_tuning"]["max_steps"] == 100 and st.max_eval == 500
     st.set("prompt_tuning.label_smoothing", 0.2)  # like a YAML value: the method's own knob wins
     st.set("prompt_tuning.lr", 0.05, force=True)  # like --pt-lr: wins over everything
-    ctx = make_context(st, Row("x", "real+syn+ls@dawgen"), get_task("rte"), 13, None, tmp_path)
+    ctx = make_context(st, MethodRow("x", "real+syn+ls@dawgen"), get_task("rte"), 13, None, tmp_path)
     cfg = ctx.prompt_tuning_config(strategy="mixed", label_smoothing=0.1, lr=0.3)
     assert (cfg.label_smoothing, cfg.lr, cfg.seed, cfg.max_steps) == (0.1, 0.05, 13, 100)
     with pytest.raises(SynthptError, match=r"--set prompt_tuning\.lr: expected float"):

@@ -132,7 +132,7 @@ def check_section(section: str, values: Any, where: str) -> dict[str, Any]:
 
 
 @dataclass
-class Row:
+class MethodRow:
     """One method row of an experiment: a registry method plus overrides."""
 
     name: str
@@ -168,7 +168,7 @@ class Settings:
     options: dict[str, Any] = field(default_factory=dict)
     tasks: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
-    rows: list[Row] = field(default_factory=list)
+    rows: list[MethodRow] = field(default_factory=list)
     tables: list[TableSpec] = field(default_factory=list)
     plots: bool = True
     # section values that win over a method's own knobs (``synthpt run`` flags, e.g. --pt-strategy)
@@ -268,12 +268,12 @@ def parse_settings(raw: Any, source: str = "<config>", base: Settings | None = N
     return st
 
 
-def parse_row(obj: Any, where: str) -> Row:
+def parse_row(obj: Any, where: str) -> MethodRow:
     from synthpt.methods import get_method
 
     if isinstance(obj, str):
         get_method(obj)
-        return Row(name=obj, method=obj)
+        return MethodRow(name=obj, method=obj)
     obj = _mapping(obj, where)
     _unknown(obj, ROW_KEYS, where)
     name = obj.get("name") or obj.get("method")
@@ -282,7 +282,7 @@ def parse_row(obj: Any, where: str) -> Row:
     name = coerce(name, str, f"{where}.name")
     method = coerce(obj.get("method", name), str, f"{where}.method")
     get_method(method)
-    row = Row(name=name, method=method)
+    row = MethodRow(name=name, method=method)
     for key in ("display", "model", "generator_model"):
         if key in obj:
             setattr(row, key, coerce(obj[key], str, f"{where}.{key}"))

@@ -22,12 +22,12 @@ from typing import Any
 
 from synthpt.core.io import atomic_write_text, write_json
 from synthpt.core.runinfo import versions
-from synthpt.experiments.config import SECTIONS, Row, Settings
+from synthpt.experiments.config import SECTIONS, MethodRow, Settings
 from synthpt.methods.base import Context
 from synthpt.tasks import Task
 
 
-def make_context(st: Settings, row: Row, task: Task, seed: int, data_dir: str | Path | None, cache_dir: Path,
+def make_context(st: Settings, row: MethodRow, task: Task, seed: int, data_dir: str | Path | None, cache_dir: Path,
                  layout: str = "cache", progress: bool = True) -> Context:
     return Context(
         task=task, seed=seed, k=st.k, data_dir=Path(data_dir) if data_dir else None,
@@ -53,7 +53,7 @@ def run_pipeline(task: Task, seed: int, data_dir: str | Path | None, out: str | 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     m = get_method(method or st.method)
-    row = Row(name=m.name, method=m.name)
+    row = MethodRow(name=m.name, method=m.name)
     ctx = make_context(st, row, task, seed, data_dir, out, layout="run", progress=progress)
     t0 = time.perf_counter()
     ctx.split  # noqa: B018  (stage 0)

@@ -28,7 +28,7 @@ NEEDS_SYNTHETIC = {"syn", "mixed", "real-then-syn", "syn-then-real", "paired"}
 
 
 @dataclass(frozen=True)
-class Row:
+class ExampleRef:
     source: str  # "real" | "syn"
     index: int
 
@@ -60,21 +60,21 @@ class BatchPlan:
                     else Stream(n_syn, seed, 2))
         self.mixed = Stream(n_real + n_syn, seed, 3) if strategy == "mixed" else None
 
-    def rows(self, step: int) -> list[Row]:
+    def rows(self, step: int) -> list[ExampleRef]:
         s = self.strategy
         if s == "real":
-            return [Row("real", i) for i in self.real.batch(step, self.bs)]
+            return [ExampleRef("real", i) for i in self.real.batch(step, self.bs)]
         if s == "syn":
-            return [Row("syn", i) for i in self.syn.batch(step, self.bs)]
+            return [ExampleRef("syn", i) for i in self.syn.batch(step, self.bs)]
         if s == "mixed":
-            return [Row("real", i) if i < self.n_real else Row("syn", i - self.n_real)
+            return [ExampleRef("real", i) if i < self.n_real else ExampleRef("syn", i - self.n_real)
                     for i in self.mixed.batch(step, self.bs)]
         if s in ("real-then-syn", "syn-then-real"):
             first, second = ("real", "syn") if s == "real-then-syn" else ("syn", "real")
             src, idx = (first, step) if step < self.switch else (second, step - self.switch)
             stream = self.real if src == "real" else self.syn
-            return [Row(src, i) for i in stream.batch(idx, self.bs)]
+            return [ExampleRef(src, i) for i in stream.batch(idx, self.bs)]
         # paired
-        return [Row("real", i) for i in self.real.batch(step, self.bs)] + [
-            Row("syn", i) for i in self.syn.batch(step, self.sbs)
+        return [ExampleRef("real", i) for i in self.real.batch(step, self.bs)] + [
+            ExampleRef("syn", i) for i in self.syn.batch(step, self.sbs)
         ]
