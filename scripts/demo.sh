@@ -14,5 +14,5 @@ synthpt prompt-tune --task rte --data runs/rte-16-42 --model tiny-t5 \
     --strategy paired --gradient-surgery --epsilon 0.5 --max-steps 30 --out runs/rte-pt
 synthpt evaluate --task rte --prompt runs/rte-pt --data runs/rte-16-42 --split test
 if synthpt run --help >/dev/null 2>&1; then
-  synthpt run --task mrpc --seed 42 --data-dir "$DATA" --model tiny-t5 --generator tiny-gpt2 --out runs/mrpc-run
+  synthpt run --task mrpc --seed 42 --data-dir "$DATA" --model tiny-t5 --generator-model tiny-gpt2 --out runs/mrpc-run
 fi

@@ -72,8 +72,15 @@ def cmd_run(ns: argparse.Namespace) -> None:
     for key in ("model", "k", "max_eval"):
         if getattr(ns, key) is not None:
             st.set(key, getattr(ns, key), where=f"--{key.replace('_', '-')}")
-    if ns.generator is not None:
-        st.set("generator_model", ns.generator, where="--generator")
+    if ns.generator_model_deprecated is not None:
+        import sys
+
+        print("synthpt: warning: `run --generator` is deprecated (it names a model here, a tuned folder in "
+              "`generate`); use --generator-model", file=sys.stderr)
+        if ns.generator_model is None:
+            ns.generator_model = ns.generator_model_deprecated
+    if ns.generator_model is not None:
+        st.set("generator_model", ns.generator_model, where="--generator-model")
     _apply_flags(st, ns, force=True)
     data_dir = ns.data_dir or st.data_dir or "../shared/data"
     r = run_pipeline(task, ns.seed, data_dir, ns.out, st, method=ns.method, progress=not ns.quiet)
@@ -140,7 +147,9 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=42, help="seed of the split and of every stage (default 42)")
     p.add_argument("--data-dir", help="benchmark folder (default: config data_dir or ../shared/data)")
     p.add_argument("--model", help="backbone to prompt-tune (default tiny-t5)")
-    p.add_argument("--generator", help="generator LM of Steps 1-2 (default tiny-gpt2)")
+    p.add_argument("--generator-model", help="frozen LM under the generator of Steps 1-2 (default tiny-gpt2)")
+    p.add_argument("--generator", dest="generator_model_deprecated", metavar="GENERATOR_MODEL",
+                   help="deprecated alias of --generator-model")
     p.add_argument("--k", type=int, help="shots per class (default 16)")
     p.add_argument("--max-eval", type=int, help="evaluate on a fixed subset of at most N test rows (run default 500)")
     p.add_argument("--method", help="method from `synthpt methods` (default: config `method:` or ours)")

