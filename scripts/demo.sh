@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, small enough for a laptop CPU: the whole method on MRPC with tiny models
 # (tune a generator with DawGen, generate label-conditioned pairs, prompt-tune with paired
-# batches + gradient surgery, evaluate), then the same Step 3 on RTE with FewGen's published
+# batches + gradient surgery, evaluate), then the same Stage 3 on RTE with FewGen's published
 # synthetic set. Needs ../shared/data beside the repository. Rerunning it redoes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

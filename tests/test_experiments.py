@@ -113,14 +113,14 @@ def test_run_pipeline_caches_each_stage(tmp_path, data_dir, fake_gen):
     assert r2["test"] == r1["test"] and all(s["status"] == "cached" for s in r2["stages"])
 
     st = _settings()
-    st.set("generation.n_per_label", 6)  # Step 2 and Step 3 rerun, Step 1 does not
+    st.set("generation.n_per_label", 6)  # Stage 2 and Stage 3 rerun, Stage 1 does not
     r3 = run_pipeline(get_task("mrpc"), 42, data_dir, out, st, method="ours", progress=False)
     assert fake_gen == ["tune", "generate", "generate"]
     assert [s["status"] for s in r3["stages"]] == ["cached", "cached", "ran", "ran"]
 
 
 def test_gold_oracle_trains_on_heldout_rows(tmp_path, data_dir):
-    """`pt+gold`: Step 3 on gold rows outside the split, as many per label as generation keeps."""
+    """`pt+gold`: Stage 3 on gold rows outside the split, as many per label as generation keeps."""
     from synthpt.core.io import read_jsonl
     from synthpt.data import load_split
     from synthpt.experiments.pipeline import run_pipeline

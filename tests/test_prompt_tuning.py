@@ -1,4 +1,4 @@
-"""Step 3 on tiny models: scoring, the one-backward gradient split, strategies, PEFT export."""
+"""Stage 3 on tiny models: scoring, the one-backward gradient split, strategies, PEFT export."""
 
 from __future__ import annotations
 

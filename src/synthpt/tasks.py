@@ -35,7 +35,7 @@ class Task:
     positive_label: str | None = None
     field_names: dict[str, str] = field(default_factory=dict)
     description: str = ""
-    # Hard text around the generated field for Step 2 (label-conditioned generation).
+    # Hard text around the generated field for Stage 2 (label-conditioned generation).
     # For pair tasks the generator sees ``{text1}`` and writes the second text.
     gen_template: str = ""
     # Per-label replacements of ``gen_template`` (label -> template): hard text that says what the

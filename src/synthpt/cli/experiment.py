@@ -137,8 +137,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("run", help="the whole method: generator tuning, generation, prompt tuning, evaluation",
                        description="Few-shot data to a deployable soft prompt: sample the K-shot split, tune the "
-                       "generator (Step 1), generate and filter synthetic data (Step 2), prompt-tune with paired "
-                       "batches and gradient surgery (Step 3) and evaluate.  Every stage is cached by its config: "
+                       "generator (Stage 1), generate and filter synthetic data (Stage 2), prompt-tune with paired "
+                       "batches and gradient surgery (Stage 3) and evaluate.  Every stage is cached by its config: "
                        "rerunning the same command redoes nothing, a changed knob reruns that stage and the later "
                        "ones.  Precedence: built-in run defaults < --config < flags.",
                        epilog="Outputs: split/, generator/, synthetic.jsonl, prompt/ (PEFT adapter), metrics.json, "
@@ -147,7 +147,7 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=42, help="seed of the split and of every stage (default 42)")
     p.add_argument("--data-dir", help="benchmark folder (default: config data_dir or ../shared/data)")
     p.add_argument("--model", help="backbone to prompt-tune (default tiny-t5)")
-    p.add_argument("--generator-model", help="frozen LM under the generator of Steps 1-2 (default tiny-gpt2)")
+    p.add_argument("--generator-model", help="frozen LM under the generator of Stages 1-2 (default tiny-gpt2)")
     p.add_argument("--generator", dest="generator_model_deprecated", metavar="GENERATOR_MODEL",
                    help="deprecated alias of --generator-model")
     p.add_argument("--k", type=int, help="shots per class (default 16)")

@@ -1,4 +1,4 @@
-"""CLI: ``synthpt generator tune`` (Step 1) and ``synthpt generate`` (Step 2)."""
+"""CLI: ``synthpt generator tune`` (Stage 1) and ``synthpt generate`` (Stage 2)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def cmd_generate(ns: argparse.Namespace) -> None:
 def register(sub: Any) -> None:
     from synthpt.cli.main import EPILOG, add_dataclass_args, add_model_args, add_task_args
 
-    p = sub.add_parser("generator", help="Step 1: tune the label-conditioned generator (DawGen)",
+    p = sub.add_parser("generator", help="Stage 1: tune the label-conditioned generator (DawGen)",
                        description="Tune the generator LM's per-label soft prompts.")
     gsub = p.add_subparsers(dest="generator_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda ns: p.print_help())
@@ -68,7 +68,7 @@ def register(sub: Any) -> None:
     add_dataclass_args(t, _tune_config_cls(), skip=("init_from_label_words",))
     t.set_defaults(func=cmd_tune)
 
-    g = sub.add_parser("generate", help="Step 2: generate filtered, label-conditioned synthetic data",
+    g = sub.add_parser("generate", help="Stage 2: generate filtered, label-conditioned synthetic data",
                        description="Sample N examples per label with a tuned generator; drop duplicates, "
                        "near duplicates, out-of-bounds lengths and label-inconsistent texts. Output is JSONL "
                        "(task fields, label, score, provenance) plus OUT.report.json. Rerun to resume.",

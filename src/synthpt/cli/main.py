@@ -89,7 +89,7 @@ def cmd_tasks(ns: argparse.Namespace) -> None:
         print(f"  fields:     {', '.join(f'{f} ({t.field_names.get(f, f)})' for f in t.fields)}")
         print(f"  labels:     {words}")
         print(f"  template:   {t.template!r}")
-        # what Step 2's generator reads before it writes a text (one context per label if the task has them)
+        # what Stage 2's generator reads before it writes a text (one context per label if the task has them)
         if t.gen_templates:
             for lab in t.labels:
                 print(f"  generate {lab}: {t.gen_template_for(lab)!r}")
@@ -196,7 +196,7 @@ def _register_core(sub: Any) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("prompt-tune", help="train a soft prompt (Step 3, strategies, gradient surgery)",
+    p = sub.add_parser("prompt-tune", help="train a soft prompt (Stage 3, strategies, gradient surgery)",
                        description="Train a soft prompt before a frozen LM on real (+ synthetic) data; keep the best "
                        "prompt on the dev split; write a PEFT adapter and metrics.json. Rerun the same command to "
                        "resume after an interruption.", epilog=EPILOG)

@@ -3,12 +3,12 @@
 One schema serves ``synthpt run --config`` and ``synthpt experiment --config``::
 
     model: tiny-t5                 # backbone (built-in name, HF folder, .gguf, hub id)
-    generator_model: tiny-gpt2     # generator LM of Steps 1-2
+    generator_model: tiny-gpt2     # generator LM of Stages 1-2
     k: 16                          # shots per class (train and dev)
     max_eval: 300                  # evaluate on a fixed subset of at most N test rows (null: all)
-    generator: {...}               # GeneratorConfig fields (Step 1)
-    generation: {...}              # GenerationConfig fields (Step 2)
-    prompt_tuning: {...}           # PromptTrainerConfig fields (Step 3)
+    generator: {...}               # GeneratorConfig fields (Stage 1)
+    generation: {...}              # GenerationConfig fields (Stage 2)
+    prompt_tuning: {...}           # PromptTrainerConfig fields (Stage 3)
     options: {...}                 # free-form knobs for methods (ctx.options)
     method: ours                   # `run` only: the method (default ours)
     tasks: [rte, mrpc, my.yaml]    # experiment: built-in names or task-spec files (relative to the config)

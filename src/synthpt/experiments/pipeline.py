@@ -3,9 +3,9 @@
 Layout of ``out/``::
 
     split/               the K-shot split (train/dev/test.jsonl, split.json)
-    generator/           Step 1: generator prompts, weight net, generator.json, log.jsonl
-    synthetic.jsonl      Step 2: the filtered synthetic data (+ synthetic.jsonl.report.json)
-    prompt/              Step 3: the soft prompt as a PEFT adapter (adapter_config.json,
+    generator/           Stage 1: generator prompts, weight net, generator.json, log.jsonl
+    synthetic.jsonl      Stage 2: the filtered synthetic data (+ synthetic.jsonl.report.json)
+    prompt/              Stage 3: the soft prompt as a PEFT adapter (adapter_config.json,
                          adapter_model.safetensors) + its metrics.json, log.jsonl, config.json
     metrics.json         test/dev metrics, conflict rate, trainable parameters, stage timings
     report.md            a readable summary

@@ -1,4 +1,4 @@
-"""Step 2: label-conditioned generation with the tuned prompts, filtered, resumable.
+"""Stage 2: label-conditioned generation with the tuned prompts, filtered, resumable.
 
 For each label l, rounds of ``batch_size`` candidates are sampled in one batched
 ``generate`` call with the KV cache: the rows are ``[Q_l ; context]`` embeddings (left padding
@@ -52,7 +52,7 @@ DROP_REASONS = ("empty", "length", "exact_duplicate", "near_duplicate", "label_c
 
 @dataclass
 class GenerationConfig:
-    """Every knob of Step 2.  Length bounds default loose (1..100 words) so byte-level toy
+    """Every knob of Stage 2.  Length bounds default loose (1..100 words) so byte-level toy
     models produce output; for real runs raise ``min_words`` (e.g. 4 for MRPC)."""
 
     n_per_label: int = knob(5000, 'examples to keep per label (after filtering)')

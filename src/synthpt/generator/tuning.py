@@ -1,4 +1,4 @@
-"""Step 1: tune one soft prompt Q_l per label on a frozen generator LM (DawGen / FewGen / plain).
+"""Stage 1: tune one soft prompt Q_l per label on a frozen generator LM (DawGen / FewGen / plain).
 
 One bi-level step on a balanced batch (``mode="dawgen"``; Algorithm 1):
 
@@ -55,7 +55,7 @@ MODES = ("dawgen", "fewgen", "plain")
 
 @dataclass
 class GeneratorConfig:
-    """Every knob of Step 1.
+    """Every knob of Stage 1.
 
     Learning rates: Q and W use Adam (``lr`` 0.01 is the usual range for prompt vectors with
     Adam; ``meta_lr`` 0.005 moves the zero-initialised weight net slowly so early steps stay

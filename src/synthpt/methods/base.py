@@ -15,7 +15,7 @@ from synthpt.tasks import Task
 
 
 def generator_api() -> Any:
-    """The generator stage (Steps 1-2), imported on first use."""
+    """The generator stage (Stages 1-2), imported on first use."""
     import importlib
 
     try:
@@ -161,7 +161,7 @@ class Context:
         """``n_per_label`` gold rows per label from the training pool, outside the split: the JSONL path.
 
         The oracle of the synthetic-data methods (method ``pt+gold``): what a perfect generator
-        would write, so PT on it bounds what Steps 1-2 can add on this backbone and budget.  Test
+        would write, so PT on it bounds what Stages 1-2 can add on this backbone and budget.  Test
         rows are excluded too: a user task whose train and test files overlap must not leak them.
         """
         from synthpt.core.io import write_jsonl

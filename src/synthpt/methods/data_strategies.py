@@ -2,7 +2,7 @@
 
 Names: ``<strategy>@<generator>``, where the generator is ``fewgen`` (FewGen's generator
 tuning) or ``dawgen`` (distribution-aligned weighted generator tuning), both run by the
-pipeline (Steps 1-2, cached and shared across methods).
+pipeline (Stages 1-2, cached and shared across methods).
 
 =====================  =======================  ===========================================
 name                   strategy                 meaning

@@ -1,4 +1,4 @@
-"""Step 3: data strategies, gradient surgery and the prompt-tuning loop."""
+"""Stage 3: data strategies, gradient surgery and the prompt-tuning loop."""
 
 from synthpt.prompt_tuning.recipe import run_prompt_tuning
 from synthpt.prompt_tuning.strategies import STRATEGIES, BatchPlan

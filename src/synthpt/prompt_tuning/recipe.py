@@ -1,4 +1,4 @@
-"""Step 3 as a recipe: data in, PEFT adapter + metrics out, resumable.
+"""Stage 3 as a recipe: data in, PEFT adapter + metrics out, resumable.
 
 ``run_prompt_tuning`` is what ``synthpt prompt-tune`` and the pipeline call.  Its output
 directory holds the PEFT adapter of the best prompt on the few-shot dev set,

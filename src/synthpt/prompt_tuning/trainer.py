@@ -37,7 +37,7 @@ from synthpt.tasks import Task
 
 @dataclass
 class PromptTrainerConfig:
-    """Every knob of Step 3.  Defaults follow prompt-tuning practice for T5-size models."""
+    """Every knob of Stage 3.  Defaults follow prompt-tuning practice for T5-size models."""
 
     strategy: str = knob("real", 'data strategy: real | syn | mixed | real-then-syn | syn-then-real | paired')
     gradient_surgery: bool = knob(
