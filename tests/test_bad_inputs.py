@@ -107,7 +107,8 @@ class Env:
 @pytest.fixture(scope="module")
 def adapter(tiny_t5, tmp_path_factory) -> Path:
     """A valid tiny-t5 prompt adapter (4 tokens)."""
-    from synthpt.core.soft_prompt import init_from_vocab, save_peft_prompt
+    from synthpt.core.saving import save_peft_prompt
+    from synthpt.core.soft_prompt import init_from_vocab
 
     d = tmp_path_factory.mktemp("adapter")
     save_peft_prompt(d, init_from_vocab(tiny_t5, 4, 0), tiny_t5)
@@ -418,7 +419,7 @@ def test_python_dash_m_exit_code_is_2(tmp_path, argv, message):
 
 def _api_cases():
     from synthpt.core.models import resolve_model
-    from synthpt.core.soft_prompt import load_peft_prompt
+    from synthpt.core.saving import load_peft_prompt
     from synthpt.data import load_file, make_split, sample_kshot
     from synthpt.generator.generation import GenerationConfig, run_generation
     from synthpt.generator.tuning import GeneratorConfig

@@ -17,7 +17,7 @@ from synthpt.generator import GenerationConfig, GeneratorConfig, run_generation,
 from synthpt.generator.generation import Filters, LineEnd, Sampler, first_text_line
 from synthpt.generator.losses import disc_loss, dist_loss, token_weights, weighted_lm_loss
 from synthpt.generator.tuning import GeneratorTrainer
-from synthpt.tasks import get_task
+from synthpt.tasks import Task, get_task
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -257,12 +257,11 @@ def test_candidates_and_consistency_use_label_contexts(tuned):
     """A label's candidates continue that label's context; the consistency score compares the
     own label (prompt + context) with the other label's (prompt + context), as computed by hand."""
     from synthpt.generator.encoding import score_targets
-    from synthpt.generator.generation import task_from_dict
     from synthpt.generator.tuning import load_prompts
 
     task = _labelled_mrpc()
     prompts = load_prompts(tuned, task)
-    assert task_from_dict(task.to_dict()).gen_templates == task.gen_templates  # a saved generator keeps them
+    assert Task.from_dict(task.to_dict()).gen_templates == task.gen_templates  # a saved generator keeps them
     bb = load_backbone("tiny-gpt2")
     s = Sampler(bb, task, prompts, _gcfg(), 200)  # room for the whole first text
     seen = []

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 
 from synthpt.core.errors import SynthptError
 from synthpt.core.io import write_jsonl
+from synthpt.core.saving import load_peft_prompt, save_peft_prompt
 from synthpt.core.scoring import Encoder, label_logprobs
-from synthpt.core.soft_prompt import init_from_vocab, load_peft_prompt, save_peft_prompt
+from synthpt.core.soft_prompt import init_from_vocab
 from synthpt.prompt_tuning import STRATEGIES, PromptTrainer, PromptTrainerConfig, run_prompt_tuning
 from synthpt.tasks import Task, get_task
 

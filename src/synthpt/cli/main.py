@@ -147,7 +147,7 @@ def cmd_prompt_tune(ns: argparse.Namespace) -> None:
 def cmd_evaluate(ns: argparse.Namespace) -> None:
     from synthpt.core.classify import evaluate
     from synthpt.core.models import load_backbone, parse_dtype
-    from synthpt.core.soft_prompt import check_prompt_fits, load_peft_prompt
+    from synthpt.core.saving import check_prompt_fits, load_peft_prompt
     from synthpt.data import load_split
     from synthpt.prompt_tuning.recipe import eval_subset
 

@@ -27,7 +27,6 @@ label, round), so a resumed run writes exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 import warnings
@@ -164,18 +163,6 @@ class Filters:
 
 
 # ---- generation -------------------------------------------------------------------------------
-def task_from_dict(d: dict[str, Any]) -> Task:
-    from synthpt.tasks import BUILTIN_TASKS
-
-    builtin = BUILTIN_TASKS.get(d.get("name", ""))
-    if builtin is not None and builtin.to_dict() == d:
-        return builtin
-    return Task(name=d["name"], fields=tuple(d["fields"]), labels=tuple(d["labels"]),
-                label_words=dict(d["label_words"]), template=d["template"], metrics=tuple(d.get("metrics") or ("accuracy",)),
-                positive_label=d.get("positive_label"), gen_template=d.get("gen_template", ""),
-                gen_templates=dict(d.get("gen_templates") or {}))
-
-
 def round_seed(seed: int, label_index: int, round_index: int, rank: int = 0) -> int:
     blob = f"{seed}/{label_index}/{round_index}/{rank}".encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
@@ -296,85 +283,59 @@ def _first_text_pool(task: Task, cfg: GenerationConfig, data: str | Path | None)
     return [{f0: t} for t in texts]
 
 
-def _state_path(out: Path) -> Path:
-    return out.with_name(out.name + ".state.json")
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    from synthpt.core.io import read_text
-
-    try:
-        obj = json.loads(read_text(path))
-    except json.JSONDecodeError as e:
-        raise fail(f"{path}: {what} ({e.msg} at line {e.lineno}); rerun with --restart") from None
-    if not isinstance(obj, dict):
-        raise fail(f"{path}: {what} (not a JSON object); rerun with --restart")
-    return obj
-
-
 def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig, data: str | Path | None = None,
                    restart: bool = False, progress: bool = True, trust_remote_code: bool = False) -> dict:
     """Generate ``n_per_label`` filtered examples per label into ``out`` (JSONL); returns the report."""
-    from synthpt.core.io import append_jsonl, read_jsonl, write_json
+    from synthpt.core.io import read_json_object, write_json
     from synthpt.core.models import load_backbone
     from synthpt.core.runinfo import config_hash
-    from synthpt.generator.tuning import load_prompts, read_generator_meta
+    from synthpt.core.saving import ResumableJsonl, already_done, load_label_prompts, sidecar
+    from synthpt.generator.tuning import read_generator_meta
 
     cfg.validate()
     gdir, out = Path(generator), Path(out)
     meta = read_generator_meta(gdir)
     try:
-        task = task_from_dict(meta["task"])
+        task = Task.from_dict(meta["task"])
     except (KeyError, TypeError, AttributeError) as e:
         raise fail(f"{gdir / 'generator.json'}: not a valid generator description (bad task: {e!r})") from None
     data = data if data is not None else meta.get("data")
     key = config_hash({"generator": meta["config_hash"], "generation": asdict(cfg),
                        "data": str(data) if cfg.first_texts == "data" else None})
-    report_path = out.with_name(out.name + ".report.json")
-    state_path = _state_path(out)
+    report_path = sidecar(out, ".report.json")
+    output = ResumableJsonl(out, "unreadable generation state")
     if out.is_dir():
         raise fail(f"{out}: is a directory; give a .jsonl file path")
-    state: dict[str, Any] | None = None
-    if restart:
-        pass  # the old files go once every input has been checked (below)
-    elif state_path.is_file():
-        state = _read_json(state_path, "unreadable generation state")
-        if not {"bytes", "labels", "dropped"} <= set(state) or set(state["labels"]) != set(task.labels):
-            raise fail(f"{state_path}: unreadable generation state (missing fields); rerun with --restart")
+    state = None if restart else output.read_state(("bytes", "labels", "dropped"))  # restart: old files go below
+    if state is not None:
+        if set(state["labels"]) != set(task.labels):
+            raise fail(f"{output.state_path}: unreadable generation state (other labels); rerun with --restart")
         if state.get("config_hash") != key:
             raise fail(f"{out}: an unfinished generation with another configuration; use --restart or another --out")
-    elif report_path.is_file() and out.is_file():
-        rep = _read_json(report_path, "unreadable generation report")
-        if rep.get("config_hash") == key:
-            return rep
-        raise fail(f"{out}: holds a finished generation with another configuration; use --restart or another --out")
-    elif out.exists():
+    elif not restart and out.is_file():
+        done = already_done(report_path, key, out, "a finished generation",
+                            read=lambda p: read_json_object(p, "unreadable generation report", "rerun with --restart"))
+        if done is not None:
+            return done
+    if state is None and not restart and out.exists():
         raise fail(f"{out}: exists and was not written by this generation; use --restart or another --out")
     bb = load_backbone(meta["model"], device=dist.device(), trust_remote_code=trust_remote_code)
-    prompts = load_prompts(gdir, task)
+    prompts = load_label_prompts(gdir, task.labels)  # (L, n, d)
     if prompts.shape[-1] != bb.hidden_size:
         raise fail(f"{gdir}: prompts have width {prompts.shape[-1]}, model has {bb.hidden_size}")
     pool = _first_text_pool(task, cfg, data)
     if restart and dist.is_main():
-        for p in (out, state_path, report_path):
+        for p in (out, output.state_path, report_path):
             p.unlink(missing_ok=True)
     dist.barrier()
     if state is None:
         state = {"config_hash": key, "bytes": 0, "dropped": dict.fromkeys(DROP_REASONS, 0),
                  "labels": {lab: {"round": 0, "attempts": 0, "kept": 0} for lab in task.labels}}
         if dist.is_main():  # before the first append: a kill during round one must find its state
-            write_json(state_path, state)
+            output.write_state(state)
     filters = Filters(cfg, task)
-    if out.exists():  # drop what an interrupted round appended after the last committed state
-        size = out.stat().st_size
-        if size < state["bytes"]:
-            raise fail(f"{out}: shorter than its state file records; it was changed by hand. Use --restart")
-        if size > state["bytes"]:
-            with open(out, "r+b") as fh:
-                fh.truncate(state["bytes"])
-        if state["bytes"]:
-            for row in read_jsonl(out):
-                filters.add(row)
+    for row in output.rewind(state):  # drops what an interrupted round appended after the last commit
+        filters.add(row)
     sampler = Sampler(bb, task, prompts, cfg, int(meta["config"].get("max_length", 128)))
     prov = {"model": meta["model"], "mode": meta["mode"], "seed": cfg.seed}
     field = generated_field(task)
@@ -410,9 +371,7 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
                 st["attempts"] += len(scored)
                 st["kept"] += len(kept)
                 if dist.is_main():
-                    append_jsonl(out, kept)
-                    state["bytes"] = out.stat().st_size if out.exists() else 0
-                    write_json(state_path, state)
+                    output.commit(kept, state)
                 bar.update(len(kept))
             if st["kept"] < cfg.n_per_label:
                 msg = (f"label {lab!r}: kept {st['kept']} of {cfg.n_per_label} after {st['attempts']} candidates "
@@ -430,6 +389,6 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
         if not out.exists():
             out.touch()
         write_json(report_path, report)
-        state_path.unlink(missing_ok=True)
+        output.finish()
     dist.barrier()
     return report

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from synthpt.core import distributed as dist
 from synthpt.core.batches import Stream
 from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
-from synthpt.core.errors import fail, first_line
+from synthpt.core.errors import fail
 from synthpt.core.knobs import knob
 from synthpt.core.models import Backbone
 from synthpt.generator.encoding import GenEncoder, Scored, score_targets, upcast
@@ -362,15 +362,9 @@ class GeneratorTrainer:
 
 # ---- saving / loading a tuned generator ----------------------------------------------------
 def save_generator(out: Path, task: Task, Q: torch.Tensor, W: WeightNet | None) -> None:
-    from safetensors.torch import save
+    from synthpt.core.saving import save_label_prompts
 
-    from synthpt.core.io import atomic_write_bytes
-
-    tensors = {f"prompt/{lab}": Q[li].detach().float().cpu().contiguous() for li, lab in enumerate(task.labels)}
-    atomic_write_bytes(out / "prompts.safetensors", save(tensors, metadata={"labels": json.dumps(list(task.labels))}))
-    if W is not None:
-        atomic_write_bytes(out / "weight_net.safetensors",
-                           save({k: v.detach().float().cpu().contiguous() for k, v in W.state_dict().items()}))
+    save_label_prompts(out, task.labels, Q.detach(), None if W is None else W.state_dict())
 
 
 GENERATOR_META_KEYS = ("task", "model", "mode", "config", "config_hash")
@@ -378,40 +372,23 @@ GENERATOR_META_KEYS = ("task", "model", "mode", "config", "config_hash")
 
 def read_generator_meta(gen_dir: str | Path) -> dict[str, Any]:
     """``generator.json`` of a tuned generator, checked: one clear error for a torn or foreign file."""
-    from synthpt.core.io import read_text
+    from synthpt.core.saving import read_record
 
     path = Path(gen_dir) / "generator.json"
     if not path.is_file():
         raise fail(f"{gen_dir}: not a tuned generator (no generator.json); run 'synthpt generator tune' first")
-    try:
-        meta = json.loads(read_text(path))
-    except json.JSONDecodeError as e:
-        raise fail(f"{path}: not a valid generator description (invalid JSON: {e.msg} at line {e.lineno}); "
-                   "rerun 'synthpt generator tune' with --restart") from None
-    missing = [k for k in GENERATOR_META_KEYS if not isinstance(meta, dict) or k not in meta]
-    if not missing and not isinstance(meta["task"], dict):
-        missing = ["task"]
-    if missing:
-        raise fail(f"{path}: not a valid generator description (missing {', '.join(missing)}); "
-                   "rerun 'synthpt generator tune' with --restart")
+    what, hint = "not a valid generator description", "rerun 'synthpt generator tune' with --restart"
+    meta = read_record(path, GENERATOR_META_KEYS, what, hint)
+    if not isinstance(meta["task"], dict):
+        raise fail(f"{path}: {what} (missing task); {hint}")
     return meta
 
 
 def load_prompts(gen_dir: str | Path, task: Task) -> torch.Tensor:
     """(L, n, d) label prompts in the task's label order."""
-    from safetensors.torch import load_file
+    from synthpt.core.saving import load_label_prompts
 
-    path = Path(gen_dir) / "prompts.safetensors"
-    if not path.is_file():
-        raise fail(f"{path}: not found; tune a generator first (synthpt generator tune)")
-    try:
-        t = load_file(str(path))
-    except Exception as e:
-        raise fail(f"{path}: corrupt safetensors file ({first_line(e)})") from None
-    missing = [lab for lab in task.labels if f"prompt/{lab}" not in t]
-    if missing:
-        raise fail(f"{path}: has no prompt for labels {missing}")
-    return torch.stack([t[f"prompt/{lab}"] for lab in task.labels])
+    return load_label_prompts(gen_dir, task.labels)
 
 
 def run_generator_tuning(task: Task, data: str | Path, model: str | Backbone, out: str | Path, cfg: GeneratorConfig,

@@ -25,7 +25,14 @@ from synthpt.core.errors import fail
 from synthpt.core.io import write_json
 from synthpt.core.models import Backbone, load_backbone, parse_dtype
 from synthpt.core.runinfo import config_hash, versions
-from synthpt.core.soft_prompt import check_prompt_fits, load_peft_prompt, save_peft_prompt
+from synthpt.core.saving import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    already_done,
+    check_prompt_fits,
+    load_peft_prompt,
+    save_peft_prompt,
+)
 from synthpt.data import load_file, load_split
 from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTrainerConfig
 from synthpt.prompt_tuning.zero_shot_filter import zero_shot_filter
@@ -106,14 +113,10 @@ def run_prompt_tuning(
         run_cfg["dtype"] = dtype
     key = config_hash(run_cfg)
     metrics_path = out / "metrics.json"
-    if not restart and metrics_path.is_file():
-        import json
-
-        done = json.loads(metrics_path.read_text())
-        if done.get("config_hash") == key:
-            return done
-        if not (out / "checkpoint.pt").exists():
-            raise fail(f"{out}: holds a finished run with another configuration; use --restart or another --out")
+    done = already_done(metrics_path, key, out, "a finished run", restart=restart,
+                        resumable=(out / "checkpoint.pt").exists())
+    if done is not None:
+        return done
     bb = model if isinstance(model, Backbone) else load_backbone(model, trust_remote_code=trust_remote_code, dtype=parse_dtype(dtype),
                                                                    device=dist.device())
     prompt0 = None
@@ -161,5 +164,5 @@ def run_prompt_tuning(
 
 def copy_adapter(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
+    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         shutil.copy2(src / name, dst / name)

@@ -148,7 +148,7 @@ def train_source_prompt(ctx: Context, task: Any, rows: list[dict[str, Any]], cfg
     """Plain prompt tuning of a fresh prompt on ``rows`` of ``task`` (template + verbalizer of
     ``task``), resumable from ``target/checkpoint.pt``; writes the adapter into ``target``."""
     from synthpt.core import distributed as dist
-    from synthpt.core.soft_prompt import save_peft_prompt
+    from synthpt.core.saving import save_peft_prompt
     from synthpt.prompt_tuning.trainer import PromptTrainer
 
     bb = frozen_backbone(ctx.model)

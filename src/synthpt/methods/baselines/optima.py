@@ -274,7 +274,7 @@ class OptimaTrainer:
 
 
 def optima_source(ctx: Context) -> Any:
-    from synthpt.core.soft_prompt import save_peft_prompt
+    from synthpt.core.saving import save_peft_prompt
     from synthpt.data import load_official
 
     src = source_task_for(ctx)
