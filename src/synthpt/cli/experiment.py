@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import types
-import typing
 from typing import Any
 
 SECTION_FLAGS = {"generator": "generator", "generation": "generation", "prompt_tuning": "pt"}
@@ -13,6 +10,7 @@ SECTION_FLAGS = {"generator": "generator", "generation": "generation", "prompt_t
 
 def _add_section_flags(p: argparse.ArgumentParser) -> None:
     """``--generator-<field>``, ``--generation-<field>``, ``--pt-<field>`` for every config field."""
+    from synthpt.cli.main import add_dataclass_args
     from synthpt.core.errors import SynthptError
     from synthpt.experiments.config import section_class
 
@@ -22,20 +20,7 @@ def _add_section_flags(p: argparse.ArgumentParser) -> None:
         except SynthptError:
             continue  # the generator stage is not installed; --set generator.KEY=V still works
         g = p.add_argument_group(f"{section} ({cls.__name__}); also settable as `{section}:` in --config")
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            typ = hints[f.name]
-            if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
-                typ = next(a for a in typing.get_args(typ) if a is not type(None))
-            flag = f"--{prefix}-{f.name.replace('_', '-')}"
-            dest = f"sec__{section}__{f.name}"
-            default = f.default if f.default is not dataclasses.MISSING else "(computed)"
-            if typ is bool:
-                g.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"(default: {default})")
-            elif typ in (int, float, str):
-                g.add_argument(flag, dest=dest, type=typ, default=None, metavar=typ.__name__.upper(),
-                               help=f"(default: {default})")
+        add_dataclass_args(g, cls, prefix=f"{prefix}-", dest_prefix=f"sec__{section}__", overrides_only=True)
 
 
 def _apply_flags(st: Any, ns: argparse.Namespace, force: bool = False) -> None:

@@ -24,7 +24,7 @@ def cmd_tune(ns: argparse.Namespace) -> None:
     from synthpt.generator.tuning import GeneratorConfig, run_generator_tuning
 
     task = task_from_args(ns)
-    cfg = dataclass_from_args(GeneratorConfig, ns, init_from_label_words=not ns.no_init_from_label_words)
+    cfg = dataclass_from_args(GeneratorConfig, ns)
     s = run_generator_tuning(task, ns.data, ns.model, ns.out, cfg, restart=ns.restart,
                              trust_remote_code=ns.trust_remote_code)
     if dist.is_main():
@@ -63,9 +63,7 @@ def register(sub: Any) -> None:
     add_model_args(t)
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
     t.add_argument("--out", required=True, help="output folder")
-    t.add_argument("--no-init-from-label-words", action="store_true",
-                   help="initialise the label prompts from random vocabulary embeddings only")
-    add_dataclass_args(t, _tune_config_cls(), skip=("init_from_label_words",))
+    add_dataclass_args(t, _tune_config_cls())
     t.set_defaults(func=cmd_tune)
 
     g = sub.add_parser("generate", help="Stage 2: generate filtered, label-conditioned synthetic data",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import errno
 import json
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from synthpt.core.errors import SynthptError, fail
-from synthpt.core.knobs import help_of
+from synthpt.core.knobs import help_of, values_of
 
 EPILOG = "Docs: README.md.  Every run writes config.json with the resolved configuration."
 
@@ -34,23 +35,39 @@ class Parser(argparse.ArgumentParser):
 
 
 # ---- helpers shared by subcommands --------------------------------------------------------
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per dataclass field; default, type and help taken from the field (:func:`knob`)."""
+def knob_type(typ: Any) -> Any:
+    """The type a flag parses: ``int | None`` -> ``int``."""
+    if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
+        return next(a for a in typing.get_args(typ) if a is not type(None))
+    return typ
+
+
+def add_dataclass_args(parser: Any, cls: type, skip: tuple[str, ...] = (), prefix: str = "",
+                       dest_prefix: str | None = None, overrides_only: bool = False) -> None:
+    """One ``--<prefix><field>`` flag per dataclass field, the one flag builder of every command.
+
+    Default, type and help come from the field (:func:`synthpt.core.knobs.knob`); a boolean is a
+    ``--flag`` / ``--no-flag`` pair; an Enum-typed field accepts exactly its values, which
+    ``--help`` lists.  ``overrides_only`` (``run``'s section flags): every flag defaults to None,
+    so only the flags given on the command line override the config file's values."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        typ = hints[f.name]
+        typ = knob_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else None
-        text = help_of(f)
+        shown = default if f.default is not dataclasses.MISSING else "(computed)"
+        kw: dict[str, Any] = {"default": None if overrides_only else default}
+        if dest_prefix is not None:
+            kw["dest"] = dest_prefix + f.name
+        flag = f"--{prefix}{f.name.replace('_', '-')}"
         if typ is bool:
-            parser.add_argument(flag, action="store_true", default=default, help=text)
-            continue
-        args = typing.get_args(typ)
-        if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
-            typ = next(a for a in args if a is not type(None))
-        parser.add_argument(flag, type=typ, default=default, help=f"{text} (default: {default})")
+            action = parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif isinstance(typ, type) and issubclass(typ, enum.Enum):
+            action = parser.add_argument(flag, type=str, choices=values_of(typ), **kw)
+        else:
+            action = parser.add_argument(flag, type=typ, metavar=f.name.upper(), **kw)
+        action.help = f"{help_of(f)} (default: {shown})".lstrip()  # set after: argparse may append its own
 
 
 def dataclass_from_args(cls: type, ns: argparse.Namespace, **overrides: Any) -> Any:
@@ -118,13 +135,19 @@ def cmd_sample(ns: argparse.Namespace) -> None:
 
 
 
+def add_dtype_arg(p: argparse.ArgumentParser) -> None:
+    from synthpt.core.models import DType
+
+    p.add_argument("--dtype", choices=values_of(DType),
+                   help="precision of the frozen backbone (bfloat16/float16 for GPUs; default: as saved)")
+
+
 def add_model_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
     p.add_argument("--model", default=default, required=default is None,
                    help="built-in name (`synthpt models`), HF folder, .gguf file or hub id")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow model code from the hub (off by default: it runs arbitrary code)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                   help="precision of the frozen backbone (bfloat16/float16 for GPUs; default: as saved)")
+    add_dtype_arg(p)
 
 
 def cmd_prompt_tune(ns: argparse.Namespace) -> None:
@@ -218,8 +241,7 @@ def _register_core(sub: Any) -> None:
     p.add_argument("--prompt", help="prompt adapter folder (from prompt-tune); omit for zero-shot")
     p.add_argument("--model", help="backbone (default: the adapter's base model)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                   help="precision of the backbone (bfloat16/float16 for GPUs; default: as saved)")
+    add_dtype_arg(p)
     p.add_argument("--split", default="test", help="train | dev | test (default test)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=256)

@@ -28,6 +28,7 @@ Unknown keys and wrong types fail with one line naming the key.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from synthpt.core.errors import fail
+from synthpt.core.knobs import values_of
 
 SECTIONS = ("generator", "generation", "prompt_tuning")
 SCALARS: dict[str, Any] = {"name": str, "description": str, "model": str, "generator_model": str, "k": int,
@@ -71,6 +73,8 @@ def _type_name(typ: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(typ))
     if typ is type(None):
         return "null"
+    if isinstance(typ, type) and issubclass(typ, enum.Enum):
+        return "one of " + ", ".join(values_of(typ))
     return getattr(typ, "__name__", str(typ))
 
 
@@ -100,6 +104,9 @@ def coerce(value: Any, typ: Any, where: str) -> Any:
     elif typ is str:
         if isinstance(value, str):
             return value
+    elif isinstance(typ, type) and issubclass(typ, enum.Enum):
+        if isinstance(value, str) and value in values_of(typ):
+            return str(typ(value).value)  # a plain string, as YAML wrote it
     elif typing.get_origin(typ) in (list, tuple) or typ in (list, tuple):
         if isinstance(value, list | tuple):
             args = typing.get_args(typ)

@@ -26,6 +26,7 @@ label, round), so a resumed run writes exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import random
 import re
@@ -47,6 +48,13 @@ from synthpt.generator.encoding import GenEncoder, generated_field, score_target
 from synthpt.tasks import Task
 
 DROP_REASONS = ("empty", "length", "exact_duplicate", "near_duplicate", "label_consistency")
+
+
+class FirstTexts(enum.StrEnum):
+    """Where a pair task's first text comes from (``--first-texts``; any other value is a corpus FILE)."""
+
+    DATA = "data"  # the few-shot train split's first texts, cycled in a seeded order
+    GENERATOR = "generator"  # the label prompt writes it from the template's lead-in
 
 
 @dataclass
@@ -71,7 +79,8 @@ class GenerationConfig:
     max_attempts_factor: int = knob(10, 'stop a label after n_per_label x this many candidates (then warn)')
     seed: int = knob(42, 'sampling seed')
     first_texts: str = knob(
-        "data", 'pair tasks: where the first text comes from: data (few-shot train split) | generator | FILE')
+        FirstTexts.DATA.value, 'pair tasks: where the first text comes from: data (few-shot train split) | '
+        'generator (the label prompt writes it) | FILE (a corpus, one text per line)')
     multi_line: bool = knob(
         False, 'keep generated texts past their first line (default: each text ends at its first line end)')
 
@@ -228,7 +237,7 @@ class Sampler:
         task = self.task
         field = generated_field(task)
         rows = [dict(f) for f in firsts]
-        if task.is_pair and self.cfg.first_texts == "generator":
+        if task.is_pair and self.cfg.first_texts == FirstTexts.GENERATOR:
             lead = task.gen_template_for(task.labels[label_index]).split("{" + task.fields[0] + "}")[0]
             lead_ids = self.enc._ids(lead.rstrip(" ")) + ([self.enc.eos] if self.bb.is_seq2seq else [])
             texts = self._generate(label_index, [lead_ids or [self.enc.eos]] * len(rows), seed ^ 0x5EED)
@@ -263,9 +272,9 @@ def _first_text_pool(task: Task, cfg: GenerationConfig, data: str | Path | None)
     if not task.is_pair:
         return [{}]
     f0 = task.fields[0]
-    if cfg.first_texts == "generator":
+    if cfg.first_texts == FirstTexts.GENERATOR:
         return [{f0: ""}]
-    if cfg.first_texts == "data":
+    if cfg.first_texts == FirstTexts.DATA:
         from synthpt.data import load_split
 
         if data is None:
@@ -301,7 +310,7 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
         raise fail(f"{gdir / 'generator.json'}: not a valid generator description (bad task: {e!r})") from None
     data = data if data is not None else meta.get("data")
     key = config_hash({"generator": meta["config_hash"], "generation": asdict(cfg),
-                       "data": str(data) if cfg.first_texts == "data" else None})
+                       "data": str(data) if cfg.first_texts == FirstTexts.DATA else None})
     report_path = sidecar(out, ".report.json")
     output = ResumableJsonl(out, "unreadable generation state")
     if out.is_dir():

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import enum
 import json
 import math
 import time
@@ -44,13 +45,22 @@ from synthpt.core import distributed as dist
 from synthpt.core.batches import Stream
 from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
 from synthpt.core.errors import fail
-from synthpt.core.knobs import knob
+from synthpt.core.knobs import choose, knob, values_of
 from synthpt.core.models import Backbone
 from synthpt.generator.encoding import GenEncoder, Scored, score_targets, upcast
 from synthpt.generator.losses import disc_loss, dist_loss, pooled, token_weights, weighted_lm_loss
 from synthpt.tasks import Task
 
-MODES = ("dawgen", "fewgen", "plain")
+
+class GeneratorMode(enum.StrEnum):
+    """How the label prompts are tuned (values of ``--mode``)."""
+
+    DAWGEN = "dawgen"  # weighted + discriminative (meta-learned W) + distribution loss
+    FEWGEN = "fewgen"  # as dawgen without L_dist
+    PLAIN = "plain"  # unweighted prompt tuning of the label prompts
+
+
+MODES = tuple(values_of(GeneratorMode))
 
 
 @dataclass
@@ -63,14 +73,14 @@ class GeneratorConfig:
     optimizer is Adam (scale-free), α mainly sets how far the lookahead looks, not W's step.
     """
 
-    mode: str = knob(
+    mode: GeneratorMode = knob(
         "dawgen",
         'dawgen (weighted + discriminative + distribution loss) | fewgen (no L_dist) | '
         'plain (unweighted)',
     )
     prompt_length: int = knob(20, 'soft prompt tokens per label')
     init_from_label_words: bool = knob(
-        True, "start each label prompt's last tokens at its label word (on by default)")
+        True, "start each label prompt's last tokens at its label word")
     lr: float = knob(0.01, 'Adam learning rate of the label prompts Q')
     meta_lr: float = knob(0.005, 'Adam learning rate of the weight net W')
     inner_lr: float = knob(1.0, "step size alpha of the differentiable lookahead Q' = Q - alpha grad")
@@ -86,8 +96,7 @@ class GeneratorConfig:
     skip_nonfinite: bool = knob(False, 'skip a batch whose loss is NaN/inf instead of stopping')
 
     def validate(self) -> None:
-        if self.mode not in MODES:
-            raise fail(f"unknown generator mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        self.mode = choose(GeneratorMode, self.mode, "generator mode")  # a plain string, also when given a member
         for name in ("prompt_length", "batch_size", "max_steps", "checkpoint_every", "max_length",
                      "weight_hidden", "proj_dim"):
             if getattr(self, name) < 1:

@@ -18,13 +18,27 @@ Strategies (the paper's Table of data strategies):
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from synthpt.core.batches import BalancedStream, Stream
 from synthpt.core.errors import fail
+from synthpt.core.knobs import choose, values_of
 
-STRATEGIES = ("real", "syn", "mixed", "real-then-syn", "syn-then-real", "paired")
-NEEDS_SYNTHETIC = {"syn", "mixed", "real-then-syn", "syn-then-real", "paired"}
+
+class Strategy(enum.StrEnum):
+    """The data strategies (values of ``--strategy``)."""
+
+    REAL = "real"
+    SYN = "syn"
+    MIXED = "mixed"
+    REAL_THEN_SYN = "real-then-syn"
+    SYN_THEN_REAL = "syn-then-real"
+    PAIRED = "paired"
+
+
+STRATEGIES = tuple(values_of(Strategy))
+NEEDS_SYNTHETIC = set(STRATEGIES) - {Strategy.REAL}
 
 
 @dataclass(frozen=True)
@@ -40,8 +54,7 @@ class BatchPlan:
                  max_steps: int, seed: int, phase_split: float = 0.5, syn_labels: list[int] | None = None) -> None:
         """``syn_labels`` (the synthetic rows' label indices): deal synthetic batches label by label
         (:class:`BalancedStream`) instead of at random."""
-        if strategy not in STRATEGIES:
-            raise fail(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        strategy = choose(Strategy, strategy, "strategy")
         if strategy in NEEDS_SYNTHETIC and n_syn == 0:
             raise fail(f"strategy {strategy!r} needs synthetic data (--synthetic FILE)")
         if strategy != "syn" and n_real == 0:

@@ -27,10 +27,10 @@ from synthpt.core import distributed as dist
 from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
 from synthpt.core.classify import evaluate
 from synthpt.core.errors import fail
-from synthpt.core.knobs import knob
+from synthpt.core.knobs import choose, knob
 from synthpt.core.models import Backbone
 from synthpt.core.scoring import Encoder, label_logprobs
-from synthpt.prompt_tuning.strategies import STRATEGIES, BatchPlan
+from synthpt.prompt_tuning.strategies import BatchPlan, Strategy
 from synthpt.prompt_tuning.surgery import combine
 from synthpt.tasks import Task
 
@@ -39,7 +39,7 @@ from synthpt.tasks import Task
 class PromptTrainerConfig:
     """Every knob of Stage 3.  Defaults follow prompt-tuning practice for T5-size models."""
 
-    strategy: str = knob("real", 'data strategy: real | syn | mixed | real-then-syn | syn-then-real | paired')
+    strategy: Strategy = knob("real", 'data strategy: which real and synthetic rows make each batch')
     gradient_surgery: bool = knob(
         False, 'project the synthetic gradient off the real one when they conflict (paired only)')
     epsilon: float = knob(1.0, 'weight of the synthetic gradient in paired steps')
@@ -71,8 +71,7 @@ class PromptTrainerConfig:
     skip_nonfinite: bool = knob(False, 'skip a batch whose loss is NaN/inf instead of stopping')
 
     def validate(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise fail(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        self.strategy = choose(Strategy, self.strategy, "strategy")  # a plain string, also when given a member
         if not 0 <= self.epsilon < math.inf:  # also refuses NaN
             raise fail(f"--epsilon must be >= 0, got {self.epsilon}")
         if not 0 <= self.label_smoothing < 1:
