@@ -58,7 +58,7 @@ def _config_classes():
 @pytest.mark.parametrize("where", _config_classes(), ids=lambda w: " ".join(w[0]) + " " + w[2].__name__)
 def test_one_builder_every_command_same_flags(where):
     """Every knob of every config is a flag of each command that takes it; booleans are --x / --no-x
-    everywhere; Enum knobs offer exactly their values."""
+    everywhere; Enum knobs show exactly their values."""
     import dataclasses
     import enum
     import typing
@@ -77,16 +77,15 @@ def test_one_builder_every_command_same_flags(where):
             assert f"--no-{prefix}{f.name.replace('_', '-')}" in by_flag, flag
         typ = hints[f.name]
         if isinstance(typ, type) and issubclass(typ, enum.Enum):
-            assert list(by_flag[flag].choices) == values_of(typ)
+            assert by_flag[flag].metavar == "{" + ",".join(values_of(typ)) + "}"
 
 
 def test_enum_choices_in_help_and_refused_values(capsys):
     with pytest.raises(SystemExit):
         main(["prompt-tune", "--help"])
     assert "{real,syn,mixed,real-then-syn,syn-then-real,paired}" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as e:
-        main(["prompt-tune", "--task", "rte", "--data", "x", "--model", "m", "--out", "o", "--strategy", "bogus"])
-    assert e.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err
+    assert main(["prompt-tune", "--task", "rte", "--data", "x", "--model", "m", "--out", "o", "--strategy", "bogus"]) == 2
+    assert "unknown strategy 'bogus'; choose one of real, syn, mixed" in capsys.readouterr().err
 
 
 def test_booleans_parse_both_ways():

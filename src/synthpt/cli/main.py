@@ -47,8 +47,8 @@ def add_dataclass_args(parser: Any, cls: type, skip: tuple[str, ...] = (), prefi
     """One ``--<prefix><field>`` flag per dataclass field, the one flag builder of every command.
 
     Default, type and help come from the field (:func:`synthpt.core.knobs.knob`); a boolean is a
-    ``--flag`` / ``--no-flag`` pair; an Enum-typed field accepts exactly its values, which
-    ``--help`` lists.  ``overrides_only`` (``run``'s section flags): every flag defaults to None,
+    ``--flag`` / ``--no-flag`` pair; an Enum-typed field shows its values in ``--help`` (a value
+    outside them fails in the config's ``validate``, one line, exit 2, as from a config file).  ``overrides_only`` (``run``'s section flags): every flag defaults to None,
     so only the flags given on the command line override the config file's values."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -63,8 +63,8 @@ def add_dataclass_args(parser: Any, cls: type, skip: tuple[str, ...] = (), prefi
         flag = f"--{prefix}{f.name.replace('_', '-')}"
         if typ is bool:
             action = parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-        elif isinstance(typ, type) and issubclass(typ, enum.Enum):
-            action = parser.add_argument(flag, type=str, choices=values_of(typ), **kw)
+        elif isinstance(typ, type) and issubclass(typ, enum.Enum):  # the config's validate() names a bad value
+            action = parser.add_argument(flag, type=str, metavar="{" + ",".join(values_of(typ)) + "}", **kw)
         else:
             action = parser.add_argument(flag, type=typ, metavar=f.name.upper(), **kw)
         action.help = f"{help_of(f)} (default: {shown})".lstrip()  # set after: argparse may append its own
