@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: the whole method on a real pretrained LM in under 10 minutes on a 2-core laptop CPU.
-# SST-2's LM-BFF 16-shot split (seed 42) goes through Step 1 (DawGen generator tuning), Step 2 (synthetic
-# rows) and Step 3 (paired prompt tuning with gradient surgery) on smollm2-135m (SmolLM2-135M-Instruct),
+# SST-2's LM-BFF 16-shot split (seed 42) goes through Stage 1 (DawGen generator tuning), Stage 2 (synthetic
+# rows) and Stage 3 (paired prompt tuning with gradient surgery) on smollm2-135m (SmolLM2-135M-Instruct),
 # and a table puts Ours beside zero-shot prompting and plain prompt tuning on 200 test rows
 # (configs/demo.yaml: configs/real-cpu.yaml's code and knobs with a smaller budget). Then Ours' prompt
 # classifies two sentences. Needs ../shared/data beside the repository; rerunning it redoes nothing.

@@ -32,8 +32,8 @@ from synthpt.core.errors import SynthptError, fail
 from synthpt.core.io import atomic_writer
 from synthpt.core.models import BUILTIN_MODELS, Backbone, load_backbone, parse_dtype
 from synthpt.core.progress import progress_bar
+from synthpt.core.saving import check_prompt_fits, load_peft_prompt
 from synthpt.core.scoring import Encoder
-from synthpt.core.soft_prompt import check_prompt_fits, load_peft_prompt
 from synthpt.data.rows import Row, example_from_record, read_rows
 from synthpt.tasks import BUILTIN_TASKS, Task, get_task, resolve_task, task_from_spec
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import types
-import typing
 from typing import Any
 
 SECTION_FLAGS = {"generator": "generator", "generation": "generation", "prompt_tuning": "pt"}
@@ -13,6 +10,7 @@ SECTION_FLAGS = {"generator": "generator", "generation": "generation", "prompt_t
 
 def _add_section_flags(p: argparse.ArgumentParser) -> None:
     """``--generator-<field>``, ``--generation-<field>``, ``--pt-<field>`` for every config field."""
+    from synthpt.cli.main import add_dataclass_args
     from synthpt.core.errors import SynthptError
     from synthpt.experiments.config import section_class
 
@@ -22,20 +20,7 @@ def _add_section_flags(p: argparse.ArgumentParser) -> None:
         except SynthptError:
             continue  # the generator stage is not installed; --set generator.KEY=V still works
         g = p.add_argument_group(f"{section} ({cls.__name__}); also settable as `{section}:` in --config")
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            typ = hints[f.name]
-            if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
-                typ = next(a for a in typing.get_args(typ) if a is not type(None))
-            flag = f"--{prefix}-{f.name.replace('_', '-')}"
-            dest = f"sec__{section}__{f.name}"
-            default = f.default if f.default is not dataclasses.MISSING else "(computed)"
-            if typ is bool:
-                g.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"(default: {default})")
-            elif typ in (int, float, str):
-                g.add_argument(flag, dest=dest, type=typ, default=None, metavar=typ.__name__.upper(),
-                               help=f"(default: {default})")
+        add_dataclass_args(g, cls, prefix=f"{prefix}-", dest_prefix=f"sec__{section}__", overrides_only=True)
 
 
 def _flag_overrides(ns: argparse.Namespace) -> list[tuple[str, Any, str]]:
@@ -68,9 +53,15 @@ def cmd_run(ns: argparse.Namespace) -> None:
     from synthpt.cli.main import task_from_args
 
     task = task_from_args(ns)
-    items = [(key, getattr(ns, arg), f"--{arg.replace('_', '-')}") for key, arg in (
-        ("model", "model"), ("k", "k"), ("max_eval", "max_eval"), ("generator_model", "generator"))
-        if getattr(ns, arg) is not None]
+    if ns.generator_model_deprecated is not None:
+        import sys
+
+        print("synthpt: warning: `run --generator` is deprecated (it names a model here, a tuned folder in "
+              "`generate`); use --generator-model", file=sys.stderr)
+        if ns.generator_model is None:
+            ns.generator_model = ns.generator_model_deprecated
+    items = [(key, getattr(ns, key), f"--{key.replace('_', '-')}") for key in ("model", "k", "max_eval", "generator_model")
+             if getattr(ns, key) is not None]
     r = run_with(task, ns.data_dir, ns.out, seed=ns.seed, method=ns.method, config=ns.config,
                  overrides=items + _flag_overrides(ns), progress=not ns.quiet)
     test = r.get("test") or {}
@@ -127,8 +118,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("run", help="the whole method: generator tuning, generation, prompt tuning, evaluation",
                        description="Few-shot data to a deployable soft prompt: sample the K-shot split, tune the "
-                       "generator (Step 1), generate and filter synthetic data (Step 2), prompt-tune with paired "
-                       "batches and gradient surgery (Step 3) and evaluate.  Every stage is cached by its config: "
+                       "generator (Stage 1), generate and filter synthetic data (Stage 2), prompt-tune with paired "
+                       "batches and gradient surgery (Stage 3) and evaluate.  Every stage is cached by its config: "
                        "rerunning the same command redoes nothing, a changed knob reruns that stage and the later "
                        "ones.  Precedence: built-in run defaults < --config < flags.",
                        epilog="Outputs: split/, generator/, synthetic.jsonl, prompt/ (PEFT adapter), metrics.json, "
@@ -137,7 +128,9 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=42, help="seed of the split and of every stage (default 42)")
     p.add_argument("--data-dir", help="benchmark folder (default: config data_dir or ../shared/data)")
     p.add_argument("--model", help="backbone to prompt-tune (default tiny-t5)")
-    p.add_argument("--generator", help="generator LM of Steps 1-2 (default tiny-gpt2)")
+    p.add_argument("--generator-model", help="frozen LM under the generator of Stages 1-2 (default tiny-gpt2)")
+    p.add_argument("--generator", dest="generator_model_deprecated", metavar="GENERATOR_MODEL",
+                   help="deprecated alias of --generator-model")
     p.add_argument("--k", type=int, help="shots per class (default 16)")
     p.add_argument("--max-eval", type=int, help="evaluate on a fixed subset of at most N test rows (run default 500)")
     p.add_argument("--method", help="method from `synthpt methods` (default: config `method:` or ours)")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from synthpt.core.errors import SynthptError, fail
-from synthpt.data.loaders import _looks_quoted, _parse, _text, infer_columns, json_records
+from synthpt.data.loaders import _looks_quoted, _parse, _text, infer_columns, json_text_records
 from synthpt.tasks import Task
 
 FORMATS = ("auto", "jsonl", "csv", "tsv", "lines", "json")
@@ -165,7 +165,7 @@ def read_rows(task: Task, stream: IO[str], name: str, fmt: str = "auto", sniff: 
     lines = itertools.chain(head, numbered)
     if chosen == "json":  # a JSON list (or {id: row}) is one document: read whole, like the loaders
         text = "".join(line for _, line in lines)
-        for n, (loc, record) in enumerate(json_records(text, name), start=1):
+        for n, (loc, record) in enumerate(json_text_records(text, name), start=1):
             yield _checked(task, n, loc, record)
     elif chosen == "jsonl":
         yield from _jsonl_rows(task, name, lines)

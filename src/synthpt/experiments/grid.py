@@ -30,7 +30,7 @@ from synthpt.core.io import atomic_write_text, write_json
 from synthpt.core.progress import progress_bar
 from synthpt.core.runinfo import config_hash, versions
 from synthpt.experiments import tables as tb
-from synthpt.experiments.config import SECTIONS, Row, Settings
+from synthpt.experiments.config import SECTIONS, MethodRow, Settings
 from synthpt.experiments.pipeline import make_context, stage_summary
 
 CELL_RUNS: list[tuple[str, int, str]] = []  # cells computed in this process (tests read it)
@@ -51,14 +51,14 @@ def narrow(values: list[Any], wanted: list[Any] | None, what: str) -> list[Any]:
     return [w for w in wanted if w in values] if values else list(wanted)
 
 
-def cell_key(row: Row, method: Any, st: Settings, task: Any, seed: int) -> dict[str, Any]:
+def cell_key(row: MethodRow, method: Any, st: Settings, task: Any, seed: int) -> dict[str, Any]:
     return {"row": row.name, "method": method.fingerprint(), "model": row.model or st.model,
             "generator_model": row.generator_model or st.generator_model, "k": st.k, "max_eval": st.max_eval,
             "sections": {s: {**st.sections[s], **row.sections.get(s, {})} for s in SECTIONS},
             "options": {**st.options, **row.options}, "task": task.to_dict(), "seed": seed}
 
 
-def run_cell(st: Settings, row: Row, task: Any, seed: int, data_dir: str | Path | None, out: Path,
+def run_cell(st: Settings, row: MethodRow, task: Any, seed: int, data_dir: str | Path | None, out: Path,
              progress: bool = True) -> dict[str, Any]:
     from synthpt.methods import get_method
 
@@ -89,7 +89,7 @@ def run_cell(st: Settings, row: Row, task: Any, seed: int, data_dir: str | Path 
     return rec
 
 
-def select_rows(rows: list[Row], methods: list[str]) -> list[Row]:
+def select_rows(rows: list[MethodRow], methods: list[str]) -> list[MethodRow]:
     """The rows ``--methods`` names: the config's, in config order, then any registered methods.
 
     Why the registry too: a user comparing one more method (say the ``pt+gold`` oracle) with a
@@ -104,7 +104,7 @@ def select_rows(rows: list[Row], methods: list[str]) -> list[Row]:
     if unknown:
         raise fail(f"--methods {','.join(unknown)}: neither rows of the config ({', '.join(by)}) "
                    "nor registered methods (`synthpt methods` lists them)")
-    extra = [Row(name=m, method=m) for m in dict.fromkeys(methods) if m not in by]
+    extra = [MethodRow(name=m, method=m) for m in dict.fromkeys(methods) if m not in by]
     return [r for r in rows if r.name in methods] + extra
 
 
@@ -148,7 +148,7 @@ def run_experiment(st: Settings, data_dir: str | Path | None, out: str | Path, t
             "records": records}
 
 
-def write_outputs(st: Settings, records: list[dict[str, Any]], tasks: list[str], rows: list[Row],
+def write_outputs(st: Settings, records: list[dict[str, Any]], tasks: list[str], rows: list[MethodRow],
                   out: Path) -> list[str]:
     from synthpt.methods import get_method
 

@@ -3,9 +3,9 @@
 Layout of ``out/``::
 
     split/               the K-shot split (train/dev/test.jsonl, split.json)
-    generator/           Step 1: generator prompts, weight net, generator.json, log.jsonl
-    synthetic.jsonl      Step 2: the filtered synthetic data (+ synthetic.jsonl.report.json)
-    prompt/              Step 3: the soft prompt as a PEFT adapter (adapter_config.json,
+    generator/           Stage 1: generator prompts, weight net, generator.json, log.jsonl
+    synthetic.jsonl      Stage 2: the filtered synthetic data (+ synthetic.jsonl.report.json)
+    prompt/              Stage 3: the soft prompt as a PEFT adapter (adapter_config.json,
                          adapter_model.safetensors) + its metrics.json, log.jsonl, config.json
     metrics.json         test/dev metrics, conflict rate, trainable parameters, stage timings
     report.md            a readable summary
@@ -22,19 +22,19 @@ from typing import Any
 
 from synthpt.core.io import atomic_write_text, write_json
 from synthpt.core.runinfo import versions
-from synthpt.experiments.config import SECTIONS, Row, Settings
+from synthpt.experiments.config import SECTIONS, MethodRow, Settings
 from synthpt.methods.base import Context
 from synthpt.tasks import Task
 
 
-def make_context(st: Settings, row: Row, task: Task, seed: int, data_dir: str | Path | None, cache_dir: Path,
+def make_context(st: Settings, row: MethodRow, task: Task, seed: int, data_dir: str | Path | None, cache_dir: Path,
                  layout: str = "cache", progress: bool = True) -> Context:
     return Context(
         task=task, seed=seed, k=st.k, data_dir=Path(data_dir) if data_dir else None,
         model=row.model or st.model, generator_model=row.generator_model or st.generator_model,
-        cache_dir=cache_dir, generator={**st.sections["generator"], **row.sections.get("generator", {})},
-        generation={**st.sections["generation"], **row.sections.get("generation", {})},
-        prompt_tuning={**st.sections["prompt_tuning"], **row.sections.get("prompt_tuning", {})},
+        cache_dir=cache_dir, generator_knobs={**st.sections["generator"], **row.sections.get("generator", {})},
+        generation_knobs={**st.sections["generation"], **row.sections.get("generation", {})},
+        pt_knobs={**st.sections["prompt_tuning"], **row.sections.get("prompt_tuning", {})},
         forced={s: {**st.forced.get(s, {}), **row.sections.get(s, {})} for s in SECTIONS}, options={**st.options, **row.options},
         max_eval=st.max_eval, layout=layout, progress=progress,
     )
@@ -53,7 +53,7 @@ def run_pipeline(task: Task, seed: int, data_dir: str | Path | None, out: str | 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     m = get_method(method or st.method)
-    row = Row(name=m.name, method=m.name)
+    row = MethodRow(name=m.name, method=m.name)
     ctx = make_context(st, row, task, seed, data_dir, out, layout="run", progress=progress)
     t0 = time.perf_counter()
     ctx.split  # noqa: B018  (stage 0)
@@ -81,10 +81,10 @@ def _settings_dict(st: Settings, ctx: Context) -> dict[str, Any]:
     pt = ctx.prompt_tuning_config()
     out["prompt_tuning"] = dataclasses.asdict(pt)
     try:
-        out["generator"] = dataclasses.asdict(ctx.generator_config(ctx.generator.get("mode", "dawgen")))
+        out["generator"] = dataclasses.asdict(ctx.generator_config(ctx.generator_knobs.get("mode", "dawgen")))
         out["generation"] = dataclasses.asdict(ctx.generation_config())
     except Exception:  # generator stage not installed: a pt-only run
-        out["generator"], out["generation"] = dict(ctx.generator), dict(ctx.generation)
+        out["generator"], out["generation"] = dict(ctx.generator_knobs), dict(ctx.generation_knobs)
     return out
 
 

@@ -15,7 +15,7 @@ from synthpt.tasks import Task
 
 
 def generator_api() -> Any:
-    """The generator stage (Steps 1-2), imported on first use."""
+    """The generator stage (Stages 1-2), imported on first use."""
     import importlib
 
     try:
@@ -57,9 +57,9 @@ class Context:
     model: str  # backbone
     generator_model: str
     cache_dir: Path
-    generator: dict[str, Any] = field(default_factory=dict)  # GeneratorConfig values
-    generation: dict[str, Any] = field(default_factory=dict)  # GenerationConfig values
-    prompt_tuning: dict[str, Any] = field(default_factory=dict)  # PromptTuningConfig values
+    generator_knobs: dict[str, Any] = field(default_factory=dict)  # GeneratorConfig values
+    generation_knobs: dict[str, Any] = field(default_factory=dict)  # GenerationConfig values
+    pt_knobs: dict[str, Any] = field(default_factory=dict)  # PromptTrainerConfig values
     forced: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-row overrides, applied last
     options: dict[str, Any] = field(default_factory=dict)  # method-specific knobs
     max_eval: int | None = None
@@ -113,18 +113,18 @@ class Context:
     # ---- configs ----------------------------------------------------------------------------
     def generator_config(self, mode: str, **overrides: Any) -> Any:
         gen = generator_api()
-        cfg = gen.GeneratorConfig(**self.generator)
+        cfg = gen.GeneratorConfig(**self.generator_knobs)
         return _with(cfg, **{"mode": mode, "seed": self.seed, **overrides, **self.forced.get("generator", {})})
 
     def generation_config(self, **overrides: Any) -> Any:
         gen = generator_api()
-        cfg = gen.GenerationConfig(**self.generation)
+        cfg = gen.GenerationConfig(**self.generation_knobs)
         return _with(cfg, **{"seed": self.seed, **overrides, **self.forced.get("generation", {})})
 
     def prompt_tuning_config(self, **overrides: Any) -> Any:
-        from synthpt.prompt_tuning.trainer import PromptTuningConfig
+        from synthpt.prompt_tuning.trainer import PromptTrainerConfig
 
-        cfg = PromptTuningConfig(**self.prompt_tuning)
+        cfg = PromptTrainerConfig(**self.pt_knobs)
         return _with(cfg, **{"seed": self.seed, **overrides, **self.forced.get("prompt_tuning", {})})
 
     # ---- stages 1-2: generator tuning and generation (shared across methods) -------------
@@ -140,12 +140,12 @@ class Context:
 
         return self._stage("generator", f"{self.task.name}-{mode}-s{self.seed}", key_cfg, "generator", build)
 
-    def synthetic(self, mode: str, generator: dict[str, Any] | None = None,
-                  generation: dict[str, Any] | None = None) -> Path:
+    def synthetic(self, mode: str, generator_knobs: dict[str, Any] | None = None,
+                  generation_knobs: dict[str, Any] | None = None) -> Path:
         """Tune the ``mode`` generator (``dawgen`` / ``fewgen`` / ``plain``) and generate: the JSONL path."""
         gen = generator_api()
-        g = self.generator_dir(mode, **(generator or {}))
-        cfg = self.generation_config(**(generation or {}))
+        g = self.generator_dir(mode, **(generator_knobs or {}))
+        cfg = self.generation_config(**(generation_knobs or {}))
         key_cfg = {"generator": g.key, "config": dataclasses.asdict(cfg)}
 
         def build(target: Path, restart: bool) -> dict[str, Any]:
@@ -161,7 +161,7 @@ class Context:
         """``n_per_label`` gold rows per label from the training pool, outside the split: the JSONL path.
 
         The oracle of the synthetic-data methods (method ``pt+gold``): what a perfect generator
-        would write, so PT on it bounds what Steps 1-2 can add on this backbone and budget.  Test
+        would write, so PT on it bounds what Stages 1-2 can add on this backbone and budget.  Test
         rows are excluded too: a user task whose train and test files overlap must not leak them.
         """
         from synthpt.core.io import write_jsonl
@@ -184,9 +184,10 @@ class Context:
         return res.target
 
     # ---- stage 3: prompt tuning -----------------------------------------------------------
-    def prompt_tune(self, cfg: Any, synthetic: str | Path | None = None, init_prompt: str | Path | None = None,
-                    tag: str | None = None) -> dict[str, Any]:
-        """Prompt-tune (cached by config); returns the metrics of ``run_prompt_tuning``."""
+    def run_prompt_tuning(self, cfg: Any, synthetic: str | Path | None = None, init_prompt: str | Path | None = None,
+                          tag: str | None = None) -> dict[str, Any]:
+        """:func:`synthpt.prompt_tuning.recipe.run_prompt_tuning` as a cached stage (keyed by its config):
+        its metrics."""
         from synthpt.prompt_tuning.recipe import run_prompt_tuning
 
         syn_fp = None
@@ -260,7 +261,7 @@ class PromptTuningMethod(Method):
     strategy: str = "real"
     gradient_surgery: bool = False
     synthetic: str | None = None
-    prompt_tuning: dict[str, Any] = field(default_factory=dict)  # the method's own PT knobs
+    pt_knobs: dict[str, Any] = field(default_factory=dict)  # the method's own PT knobs
 
     def synthetic_path(self, ctx: Context) -> Path | None:
         if self.synthetic is None:
@@ -279,9 +280,9 @@ class PromptTuningMethod(Method):
     def run(self, ctx: Context) -> dict[str, Any]:
         syn = self.synthetic_path(ctx)
         cfg = ctx.prompt_tuning_config(strategy=self.strategy, gradient_surgery=self.gradient_surgery,
-                                       **self.prompt_tuning)
-        return ctx.prompt_tune(cfg, syn)
+                                       **self.pt_knobs)
+        return ctx.run_prompt_tuning(cfg, syn)
 
     def trainable_parameters(self, ctx: Context) -> int | None:
-        cfg = ctx.prompt_tuning_config(**self.prompt_tuning)
+        cfg = ctx.prompt_tuning_config(**self.pt_knobs)
         return cfg.prompt_length * hidden_size(ctx.model)

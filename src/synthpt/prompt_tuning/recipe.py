@@ -1,4 +1,4 @@
-"""Step 3 as a recipe: data in, PEFT adapter + metrics out, resumable.
+"""Stage 3 as a recipe: data in, PEFT adapter + metrics out, resumable.
 
 ``run_prompt_tuning`` is what ``synthpt prompt-tune`` and the pipeline call.  Its output
 directory holds the PEFT adapter of the best prompt on the few-shot dev set,
@@ -25,10 +25,17 @@ from synthpt.core.errors import fail
 from synthpt.core.io import write_json
 from synthpt.core.models import Backbone, load_backbone, parse_dtype
 from synthpt.core.runinfo import config_hash, versions
-from synthpt.core.soft_prompt import check_prompt_fits, load_peft_prompt, save_peft_prompt
+from synthpt.core.saving import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    already_done,
+    check_prompt_fits,
+    load_peft_prompt,
+    save_peft_prompt,
+)
 from synthpt.data import load_file, load_split
 from synthpt.prompt_tuning.card import write_card
-from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTuningConfig
+from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTrainerConfig
 from synthpt.prompt_tuning.zero_shot_filter import zero_shot_filter
 from synthpt.tasks import Task, task_record
 
@@ -74,7 +81,7 @@ def run_prompt_tuning(
     data: str | Path,
     model: str | Backbone,
     out: str | Path,
-    cfg: PromptTuningConfig,
+    cfg: PromptTrainerConfig,
     synthetic: str | Path | list[dict] | None = None,
     init_prompt: str | Path | torch.Tensor | None = None,
     max_eval: int | None = None,
@@ -107,14 +114,10 @@ def run_prompt_tuning(
         run_cfg["dtype"] = dtype
     key = config_hash(run_cfg)
     metrics_path = out / "metrics.json"
-    if not restart and metrics_path.is_file():
-        import json
-
-        done = json.loads(metrics_path.read_text())
-        if done.get("config_hash") == key:
-            return done
-        if not (out / "checkpoint.pt").exists():
-            raise fail(f"{out}: holds a finished run with another configuration; use --restart or another --out")
+    done = already_done(metrics_path, key, out, "a finished run", restart=restart,
+                        resumable=(out / "checkpoint.pt").exists())
+    if done is not None:
+        return done
     bb = model if isinstance(model, Backbone) else load_backbone(model, trust_remote_code=trust_remote_code, dtype=parse_dtype(dtype),
                                                                    device=dist.device())
     prompt0 = None
@@ -166,5 +169,5 @@ def run_prompt_tuning(
 
 def copy_adapter(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
+    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         shutil.copy2(src / name, dst / name)

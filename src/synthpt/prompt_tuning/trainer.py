@@ -26,20 +26,20 @@ from synthpt.core import distributed as dist
 from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
 from synthpt.core.classify import evaluate
 from synthpt.core.errors import fail
-from synthpt.core.knobs import knob
+from synthpt.core.knobs import choose, knob
 from synthpt.core.models import Backbone
 from synthpt.core.progress import progress_bar
 from synthpt.core.scoring import Encoder, label_logprobs
-from synthpt.prompt_tuning.strategies import STRATEGIES, BatchPlan
+from synthpt.prompt_tuning.strategies import BatchPlan, Strategy
 from synthpt.prompt_tuning.surgery import combine
 from synthpt.tasks import Task
 
 
 @dataclass
-class PromptTuningConfig:
-    """Every knob of Step 3.  Defaults follow prompt-tuning practice for T5-size models."""
+class PromptTrainerConfig:
+    """Every knob of Stage 3.  Defaults follow prompt-tuning practice for T5-size models."""
 
-    strategy: str = knob("real", 'data strategy: real | syn | mixed | real-then-syn | syn-then-real | paired')
+    strategy: Strategy = knob("real", 'data strategy: which real and synthetic rows make each batch')
     gradient_surgery: bool = knob(
         False, 'project the synthetic gradient off the real one when they conflict (paired only)')
     epsilon: float = knob(1.0, 'weight of the synthetic gradient in paired steps')
@@ -71,8 +71,7 @@ class PromptTuningConfig:
     skip_nonfinite: bool = knob(False, 'skip a batch whose loss is NaN/inf instead of stopping')
 
     def validate(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise fail(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        self.strategy = choose(Strategy, self.strategy, "strategy")  # a plain string, also when given a member
         if not 0 <= self.epsilon < math.inf:  # also refuses NaN
             raise fail(f"--epsilon must be >= 0, got {self.epsilon}")
         if not 0 <= self.label_smoothing < 1:
@@ -110,7 +109,7 @@ class TrainResult:
     resumed_from: int = 0
 
 
-def _lr_lambda(cfg: PromptTuningConfig):
+def _lr_lambda(cfg: PromptTrainerConfig):
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
@@ -123,7 +122,7 @@ def _lr_lambda(cfg: PromptTuningConfig):
 class PromptTrainer:
     """Trains one soft prompt on real (+ synthetic) examples of a task."""
 
-    def __init__(self, task: Task, backbone: Backbone, cfg: PromptTuningConfig, train: list[dict],
+    def __init__(self, task: Task, backbone: Backbone, cfg: PromptTrainerConfig, train: list[dict],
                  dev: list[dict], synthetic: list[dict] | None = None, init_prompt: torch.Tensor | None = None,
                  out_dir: str | Path | None = None, progress: bool = True) -> None:
         cfg.validate()
@@ -155,7 +154,7 @@ class PromptTrainer:
         self.paired_steps = 0
 
     # ---- inputs -------------------------------------------------------------------------
-    def _ctx(self, source: str, i: int) -> list[int]:
+    def _context_ids(self, source: str, i: int) -> list[int]:
         key = (source, i)
         if key not in self._ids:  # encode lazily: a 16k synthetic set is mostly never needed whole
             self._ids[key] = self.encoder.encode((self.train if source == "real" else self.syn)[i])
@@ -223,7 +222,7 @@ class PromptTrainer:
         the gradient of a loss on the scores w.r.t. the views is [δ_real, δ_syn]."""
         views = self.prompt.unsqueeze(0).expand(2, -1, -1)
         which = torch.tensor([int(r.source == "syn") for r in rows], device=self.bb.device)
-        return views, label_logprobs(self.encoder, [self._ctx(r.source, r.index) for r in rows], views, which)
+        return views, label_logprobs(self.encoder, [self._context_ids(r.source, r.index) for r in rows], views, which)
 
     # ---- dev selection, checkpoints --------------------------------------------------
     def evaluate_dev(self) -> dict[str, float]:
