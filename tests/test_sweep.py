@@ -1,0 +1,197 @@
+"""Sweeps of `synthpt experiment`, gain capture in tables, and Step 3's steps following the data."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import pytest
+from test_experiments import TINY_PT, fake_gen  # noqa: F401  (the fixture: a fake generator stage)
+
+from synthpt.core import cache as stages
+from synthpt.core.errors import SynthptError
+from synthpt.experiments.config import parse_settings
+from synthpt.experiments.tables import (
+    build_table,
+    gain_capture,
+    gain_capture_row,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
+
+
+def _sweep_settings(**extra):
+    raw = {"name": "S", "model": "tiny-t5", "generator_model": "tiny-gpt2", "max_eval": 24, "tasks": ["rte"],
+           "seeds": [13], "generator": {"max_steps": 2}, "generation": {"n_per_label": 8},
+           "prompt_tuning": dict(TINY_PT), "methods": ["pt", "ours", "pt+gold"],
+           "sweep": {"generation.n_per_label": [4, 8]}, **extra}
+    return parse_settings(raw, "<test>")
+
+
+# ---- sweeps ------------------------------------------------------------------------------------
+def test_sweep_points_share_stages_cache_and_resume(tmp_path, data_dir, fake_gen, monkeypatch):  # noqa: F811
+    from synthpt.experiments import grid
+    from synthpt.methods.base import PromptTuningMethod
+
+    out = tmp_path / "sweep"
+    before = dict(stages.STAGE_RUNS)
+    res = grid.run_experiment(_sweep_settings(), data_dir, out, progress=False)
+    assert res["cells"] == 6
+    # the generator is tuned once for both N; generation and the N-dependent prompts run per point;
+    # PT's prompt does not depend on N: one stage for both points
+    assert fake_gen == ["tune", "generate", "generate"]
+    ran = {k: v - before.get(k, 0) for k, v in stages.STAGE_RUNS.items()}
+    assert ran["prompt"] == 1 + 2 + 2 and ran["generator"] == 1
+    for name in ("table-n_per_label=4.md", "table-n_per_label=8.csv", "table-n_per_label=8.tex", "sweep.md",
+                 "sweep.csv", "sweep.png", "methods-n_per_label=4.png"):
+        assert (out / name).is_file(), name
+    assert not (out / "table.md").exists()
+    assert (out / "cells" / "n_per_label=4" / "rte" / "pt" / "seed-13.json").is_file()
+    md = (out / "sweep.md").read_text()
+    assert "| Prompt Tuning | 4 |" in md and "|  | 8 |" in md and "Gain capture" in md
+    assert "**S (n_per_label=8)**" in (out / "table-n_per_label=8.md").read_text()
+    # each point's cells hold that point's rows: the oracle's gold rows follow N
+    recs = {(r["point"], r["method"]): r for r in res["records"]}
+    assert recs[("n_per_label=4", "pt+gold")]["metrics"]["n_synthetic"] == 8
+    assert recs[("n_per_label=8", "pt+gold")]["metrics"]["n_synthetic"] == 16
+    assert recs[("n_per_label=4", "pt")]["metrics"] == recs[("n_per_label=8", "pt")]["metrics"]
+    rows = list(csv.DictReader(io.StringIO((out / "sweep.csv").read_text())))
+    pt = [r for r in rows if r["method"] == "pt"]
+    assert [r["generation.n_per_label"] for r in pt] == ["4", "8"]
+    assert float(pt[0]["rte"]) == pytest.approx(recs[("n_per_label=4", "pt")]["metrics"]["test"]["accuracy"] * 100,
+                                                abs=0.006)
+
+    # a rerun does no work
+    n_cells, n_stages = len(grid.CELL_RUNS), dict(stages.STAGE_RUNS)
+    grid.run_experiment(_sweep_settings(), data_dir, out, progress=False)
+    assert len(grid.CELL_RUNS) == n_cells and dict(stages.STAGE_RUNS) == n_stages
+    assert (out / "sweep.md").read_text() == md
+
+    # a sweep killed in its second point resumes with only the missing cells
+    out2 = tmp_path / "killed"
+    real_run = PromptTuningMethod.run
+
+    def dying(self, ctx):
+        if self.name == "ours" and ctx.generation.get("n_per_label") == 8:
+            raise KeyboardInterrupt("killed")
+        return real_run(self, ctx)
+
+    monkeypatch.setattr(PromptTuningMethod, "run", dying)
+    with pytest.raises(KeyboardInterrupt):
+        grid.run_experiment(_sweep_settings(), data_dir, out2, progress=False)
+    monkeypatch.setattr(PromptTuningMethod, "run", real_run)
+    n_cells = len(grid.CELL_RUNS)
+    grid.run_experiment(_sweep_settings(), data_dir, out2, progress=False)
+    assert grid.CELL_RUNS[n_cells:] == [("rte", 13, "ours"), ("rte", 13, "pt+gold")]
+    assert (out2 / "sweep.md").read_text() == md
+
+
+def test_sweep_config_and_cli_errors(fake_gen):  # noqa: F811
+    from synthpt.cli.experiment import _apply_sweeps
+    from synthpt.experiments.sweep import point_label, point_settings, sweep_points
+
+    with pytest.raises(SynthptError, match=r"sweep\.seeds: cannot sweep this key \(tasks and seeds"):
+        _sweep_settings(sweep={"seeds": [1, 2]})
+    with pytest.raises(SynthptError, match=r"sweep\.prompt_tuning\.lr: expected float, got 'fast'"):
+        _sweep_settings(sweep={"prompt_tuning.lr": [0.1, "fast"]})
+    with pytest.raises(SynthptError, match=r"sweep\.generation\.n_per_label: expected a non-empty list"):
+        _sweep_settings(sweep={"generation.n_per_label": 64})
+    with pytest.raises(SynthptError, match="listed twice"):
+        _sweep_settings(sweep={"k": [8, 8]})
+    st = _sweep_settings()
+    _apply_sweeps(st, ["generation.n_per_label=[64,256]", "prompt_tuning.lr=0.1"])
+    assert st.sweep == {"generation.n_per_label": [64, 256], "prompt_tuning.lr": [0.1]}
+    pts = sweep_points(st.sweep)
+    assert [p.label for p in pts] == ["n_per_label=64,lr=0.1", "n_per_label=256,lr=0.1"]
+    one = point_settings(st, pts[1])
+    assert one.sections["generation"]["n_per_label"] == 256 and one.forced["prompt_tuning"] == {"lr": 0.1}
+    assert st.sections["generation"]["n_per_label"] == 8  # the base settings are untouched
+    assert point_label({"model": "runs/my model"}).startswith("model=runs_my_model-")
+    with pytest.raises(SynthptError, match="expected KEY=\\[VALUES\\]"):
+        _apply_sweeps(st, ["generation.n_per_label"])
+
+
+# ---- gain capture ---------------------------------------------------------------------------------
+def _rec(task, seed, method, acc):
+    return {"task": task, "seed": seed, "method": method, "trainable_parameters": 10, "metrics": {"test": {"accuracy": acc}}}
+
+
+GAIN_RECORDS = [
+    _rec("sst-2", 13, "pt", 0.80), _rec("sst-2", 42, "pt", 0.82),        # PT 81.0
+    _rec("sst-2", 13, "pt+gold", 0.88), _rec("sst-2", 42, "pt+gold", 0.86),  # oracle 87.0: gap 6
+    _rec("sst-2", 13, "ours", 0.84), _rec("sst-2", 42, "ours", 0.86),    # Ours 85.0: (85-81)/6 = 0.667
+    _rec("rte", 13, "pt", 0.55), _rec("rte", 42, "pt", 0.55),            # PT 55.0
+    _rec("rte", 13, "pt+gold", 0.555), _rec("rte", 42, "pt+gold", 0.555),  # oracle 55.5: gap 0.5 < 1: n/a
+    _rec("rte", 13, "ours", 0.60), _rec("rte", 42, "ours", 0.50),        # Ours 55.0
+]
+
+
+def test_gain_capture_against_hand_computation():
+    assert gain_capture(0.85, 0.81, 0.87) == pytest.approx(4 / 6)
+    assert gain_capture(0.79, 0.81, 0.87) == pytest.approx(-2 / 6)
+    assert gain_capture(0.85, 0.81, 0.81) is None and gain_capture(0.85, 0.81, 0.80) is None
+    assert gain_capture(0.85, 0.81, 0.815) is None  # a half-point gap: noise, n/a
+    rows = [("pt", "Prompt Tuning"), ("pt+gold", "Oracle"), ("ours", "Ours")]
+    table = build_table(GAIN_RECORDS, rows, ["sst-2", "rte"])
+    gc = gain_capture_row(table)
+    assert gc["sst-2"][0] == pytest.approx(4 / 6) and gc["sst-2"][1] == pytest.approx(0.06)
+    assert gc["rte"][0] is None and gc["rte"][1] == pytest.approx(0.005)
+    # AVG: PT 68.0, oracle 71.25, Ours 70.0 -> (70 - 68) / (71.25 - 68) = 2 / 3.25
+    assert gc["AVG"][0] == pytest.approx(2 / 3.25)
+    md = to_markdown(table)
+    assert md.splitlines()[-1] == "| Gain capture (Ours − PT) / (oracle − PT) |  | 0.67 | n/a (gap +0.5) | 0.62 |"
+    last = to_csv(table).splitlines()[-1].split(",")
+    assert last[0] == "gain_capture" and float(last[3]) == pytest.approx(4 / 6, abs=1e-4) and last[5] == ""
+    assert float(last[7]) == pytest.approx(2 / 3.25, abs=1e-4)
+    assert r"Gain capture (Ours - PT) / (oracle - PT) &  & 0.67 & n/a (gap +0.5) & 0.62 \\" in to_latex(table)
+    # without the oracle row there is nothing to capture
+    assert gain_capture_row(build_table(GAIN_RECORDS, rows[::2], ["sst-2", "rte"])) is None
+    assert "Gain capture" not in to_markdown(build_table(GAIN_RECORDS, rows[::2], ["sst-2", "rte"]))
+
+
+# ---- Step 3's steps follow the data -----------------------------------------------------------------
+def test_data_steps_against_hand_computation():
+    from synthpt.prompt_tuning.steps import config_key, data_steps, data_steps_config
+    from synthpt.prompt_tuning.trainer import PromptTuningConfig
+
+    assert data_steps("paired", 32, 128, 8, 4, 1.0) == 32            # 128 rows / 4 per step
+    assert data_steps("paired", 32, 2048, 8, 4, 2.0) == 1024
+    assert data_steps("paired", 32, 2048, 8, 4, 2.0, cap=300) == 300
+    assert data_steps("paired", 32, 130, 8, None, 1.0) == 17         # ceil(130 / 8): syn_batch_size defaults to batch_size
+    assert data_steps("paired", 32, 40, 8, 4, 0.1) == 1              # 0.1 * 40 / 4 = 1 exactly, not 2 from rounding
+    assert data_steps("syn", 32, 100, 8, 4, 1.0) == 13               # ceil(100 / 8)
+    assert data_steps("mixed", 32, 128, 8, 4, 1.0) == 20             # (32 + 128) / 8
+    assert data_steps("real-then-syn", 32, 128, 8, 4, 1.0, phase_split=0.75) == 64  # 16 syn steps are a quarter
+    assert data_steps("syn-then-real", 32, 128, 8, 4, 1.0, phase_split=0.25) == 64
+    assert data_steps("real", 32, 128, 8, 4, 1.0) is None and data_steps("paired", 32, 0, 8, 4, 1.0) is None
+    cfg = PromptTuningConfig(strategy="paired", batch_size=8, syn_batch_size=4, max_steps=30, syn_epochs=2.0,
+                             max_steps_cap=100)
+    assert data_steps_config(cfg, 32, 128).max_steps == 64
+    assert data_steps_config(cfg, 32, 1000).max_steps == 100
+    assert data_steps_config(PromptTuningConfig(max_steps=30, syn_epochs=2.0), 32, 0).max_steps == 30  # PT keeps its budget
+    assert data_steps_config(PromptTuningConfig(max_steps=30), 32, 128).max_steps == 30
+    # unset, the new knobs stay out of cache keys (older caches stay valid); set, they are in
+    assert "syn_epochs" not in config_key(PromptTuningConfig()) and config_key(cfg)["syn_epochs"] == 2.0
+    for bad, msg in (({"syn_epochs": 0.0}, "--syn-epochs must be"), ({"syn_epochs": math.inf}, "--syn-epochs must be"),
+                     ({"max_steps_cap": 0}, "--max-steps-cap must be")):
+        with pytest.raises(SynthptError, match=msg):
+            PromptTuningConfig(**bad).validate()
+
+
+def test_trainer_steps_follow_the_synthetic_rows(tmp_path, rte_split, tiny_t5):
+    """The oracle and Ours get n_per_label rows per label, so the same rule gives them the same steps."""
+    from synthpt.data import load_split
+    from synthpt.prompt_tuning.recipe import run_prompt_tuning
+    from synthpt.prompt_tuning.trainer import PromptTuningConfig
+    from synthpt.tasks import get_task
+
+    syn = load_split(rte_split, "rte")["train"][:12]
+    cfg = PromptTuningConfig(strategy="paired", batch_size=4, syn_batch_size=2, max_steps=50, syn_epochs=0.5,
+                             prompt_length=4, eval_every=2, checkpoint_every=2, max_length=64, eval_batch_size=16)
+    m = run_prompt_tuning(get_task("rte"), rte_split,
+                          tiny_t5, tmp_path / "p", cfg, synthetic=syn, max_eval=8, progress=False)
+    assert m["steps"] == 3 and m["n_synthetic"] == 12  # ceil(0.5 * 12 / 2)
+    lines = (tmp_path / "p" / "log.jsonl").read_text().splitlines()
+    assert len(lines) == 3
