@@ -25,7 +25,7 @@ from synthpt.experiments.tables import (
 def _sweep_settings(**extra):
     raw = {"name": "S", "model": "tiny-t5", "generator_model": "tiny-gpt2", "max_eval": 24, "tasks": ["rte"],
            "seeds": [13], "generator": {"max_steps": 2}, "generation": {"n_per_label": 8},
-           "prompt_tuning": dict(TINY_PT), "methods": ["pt", "ours", "pt+gold"],
+           "prompt_tuning": dict(TINY_PT), "methods": ["zero-shot", "pt", "ours", "pt+gold"], "judge_rows": 8,
            "sweep": {"generation.n_per_label": [4, 8]}, **extra}
     return parse_settings(raw, "<test>")
 
@@ -38,12 +38,12 @@ def test_sweep_points_share_stages_cache_and_resume(tmp_path, data_dir, fake_gen
     out = tmp_path / "sweep"
     before = dict(stages.STAGE_RUNS)
     res = grid.run_experiment(_sweep_settings(), data_dir, out, progress=False)
-    assert res["cells"] == 6
+    assert res["cells"] == 8
     # the generator is tuned once for both N; generation and the N-dependent prompts run per point;
     # PT's prompt does not depend on N: one stage for both points
     assert fake_gen == ["tune", "generate", "generate"]
     ran = {k: v - before.get(k, 0) for k, v in stages.STAGE_RUNS.items()}
-    assert ran["prompt"] == 1 + 2 + 2 and ran["generator"] == 1
+    assert ran["prompt"] == 1 + 2 + 2 and ran["generator"] == 1 and ran["zero-shot"] == 1
     for name in ("table-n_per_label=4.md", "table-n_per_label=8.csv", "table-n_per_label=8.tex", "sweep.md",
                  "sweep.csv", "sweep.png", "methods-n_per_label=4.png"):
         assert (out / name).is_file(), name
@@ -86,6 +86,48 @@ def test_sweep_points_share_stages_cache_and_resume(tmp_path, data_dir, fake_gen
     grid.run_experiment(_sweep_settings(), data_dir, out2, progress=False)
     assert grid.CELL_RUNS[n_cells:] == [("rte", 13, "ours"), ("rte", 13, "pt+gold")]
     assert (out2 / "sweep.md").read_text() == md
+
+
+def test_every_synthetic_set_gets_a_report(tmp_path, data_dir, fake_gen):  # noqa: F811
+    """The dawgen set is judged by the backbone zero-shot and by the oracle's prompt; the gold rows
+    only by the backbone (the oracle trained on them)."""
+    from synthpt.experiments import grid
+
+    out = tmp_path / "exp"
+    st = _sweep_settings(sweep={"generation.n_per_label": [4]})
+    res = grid.run_experiment(st, data_dir, out, progress=False)
+    assert "synthetic.md" in res["files"]
+    summary = (out / "synthetic.md").read_text()
+    assert "| n_per_label=4 | rte | 13 | ours |" in summary and "| n_per_label=4 | rte | 13 | pt+gold |" in summary
+    reports = {p.parent.name.split("-")[1]: p for p in (out / "cache" / "synthetic").glob("*/synthetic.report.md")}
+    assert set(reports) == {"dawgen", "heldout"}
+    assert all(p.with_suffix(".png").is_file() for p in reports.values())
+    assert "oracle's prompt (`pt+gold`)" in reports["dawgen"].read_text()
+    assert "oracle's prompt" not in reports["heldout"].read_text().split("## Diversity")[0]
+    assert "backbone zero-shot" in reports["heldout"].read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in reports.values()}
+    grid.run_experiment(st, data_dir, out, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in reports.values()} == stamps  # judged once
+
+
+def test_published_rows_follow_n_per_label(tmp_path, data_dir, fake_gen):  # noqa: F811
+    from synthpt.core.io import read_jsonl
+    from synthpt.methods import get_method
+    from synthpt.methods.base import Context
+    from synthpt.tasks import get_task
+
+    def ctx(options):
+        return Context(task=get_task("rte"), seed=13, k=16, data_dir=data_dir, model="tiny-t5",
+                       generator_model="tiny-gpt2", cache_dir=tmp_path / "cache", generation={"n_per_label": 6},
+                       options=options)
+
+    m = get_method("pt+fewgen-published")
+    assert m.synthetic_path(ctx({})).name == "gen-train.json"  # unset: the whole published set, as before
+    rows = read_jsonl(m.synthetic_path(ctx({"published_per_label": "generation"})))
+    assert len(rows) == 12 and sum(r["label"] == "entailment" for r in rows) == 6
+    assert len(read_jsonl(m.synthetic_path(ctx({"published_per_label": 3})))) == 6
+    with pytest.raises(SynthptError, match="published_per_label: expected a positive integer"):
+        m.synthetic_path(ctx({"published_per_label": "all"}))
 
 
 def test_sweep_config_and_cli_errors(fake_gen):  # noqa: F811

@@ -6,6 +6,7 @@ One schema serves ``synthpt run --config`` and ``synthpt experiment --config``::
     generator_model: tiny-gpt2     # generator LM of Steps 1-2
     k: 16                          # shots per class (train and dev)
     max_eval: 300                  # evaluate on a fixed subset of at most N test rows (null: all)
+    judge_rows: 200                # synthetic.report.md: rows its judges score per set (null: all; 0: none)
     generator: {...}               # GeneratorConfig fields (Step 1)
     generation: {...}              # GenerationConfig fields (Step 2)
     prompt_tuning: {...}           # PromptTuningConfig fields (Step 3)
@@ -40,7 +41,7 @@ from synthpt.core.errors import fail
 
 SECTIONS = ("generator", "generation", "prompt_tuning")
 SCALARS: dict[str, Any] = {"name": str, "description": str, "model": str, "generator_model": str, "k": int,
-                           "max_eval": int | None, "method": str, "data_dir": str}
+                           "max_eval": int | None, "method": str, "data_dir": str, "judge_rows": int | None}
 # grid axes: a config lists them; ``--set seeds=[13,21]`` replaces the list (``--seeds`` only narrows it)
 AXES: dict[str, Any] = {"tasks": list[str], "seeds": list[int]}
 TOP_KEYS = set(SCALARS) | set(SECTIONS) | set(AXES) | {"options", "methods", "tables", "plots", "sweep"}
@@ -173,6 +174,7 @@ class Settings:
     rows: list[Row] = field(default_factory=list)
     tables: list[TableSpec] = field(default_factory=list)
     plots: bool = True
+    judge_rows: int | None = 200  # rows per synthetic set its report's judges score (null: all; 0: no judge)
     sweep: dict[str, list[Any]] = field(default_factory=dict)  # knob -> values (experiments/sweep.py)
     # section values that win over a method's own knobs (``synthpt run`` flags, e.g. --pt-strategy)
     forced: dict[str, dict[str, Any]] = field(default_factory=lambda: {s: {} for s in SECTIONS})

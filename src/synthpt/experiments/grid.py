@@ -11,6 +11,8 @@ Layout of ``out/``::
     methods.png, conflicts.png                              plots
     table-<point>.md/.csv/.tex, methods-<point>.png ...     with a `sweep:`, the same per point (no table.md)
     sweep.md, sweep.csv, sweep.png                          the sweep: every method at every point
+    synthetic.md                                            one row per synthetic set (its report,
+                                                            synthetic.report.md/.png, lies beside it)
     experiment.json                                         the resolved grid
 
 A cell is skipped when its JSON exists with the same key (method, knobs, task, seed,
@@ -90,13 +92,22 @@ def run_cell(st: Settings, row: Row, task: Any, seed: int, data_dir: str | Path 
     params = metrics.get("trainable_parameters")
     if params is None:
         params = method.trainable_parameters(ctx)
-    runs = [{**r, "dir": os.path.relpath(r["dir"], out)} for r in ctx.runs]  # relative: the folder can move
+    runs = [{**r, "dir": os.path.relpath(r["dir"], out), "synthetic": _inside(r.get("synthetic"), out)}
+            for r in ctx.runs]  # relative: the folder can move
     rec = {"task": task.name, "seed": seed, "method": row.name, "registry_method": method.name, "point": point,
            "display": row.display or method.display, "key": key, "metrics": metrics,
            "trainable_parameters": params, "runs": runs, "stages": stage_summary(ctx),
            "seconds": round(time.perf_counter() - t0, 2)}
     write_json(path, rec)
     return rec
+
+
+def _inside(path: str | None, out: Path) -> str | None:
+    """``path`` relative to ``out`` when it lies inside it (a cached set), else absolute (a published file)."""
+    if not path:
+        return path
+    p = Path(path).resolve()
+    return os.path.relpath(p, out.resolve()) if p.is_relative_to(out.resolve()) else str(p)
 
 
 def select_rows(rows: list[Row], methods: list[str]) -> list[Row]:
@@ -162,6 +173,9 @@ def run_experiment(st: Settings, data_dir: str | Path | None, out: str | Path, t
     for p, pst in settings:
         mine = [rec for rec in records if rec.get("point") == (p.label if p else None)]
         written += write_outputs(pst, mine, tasks_done, rows, out, suffix=f"-{p.label}" if p else "")
+    from synthpt.experiments.synreport import grid_reports
+
+    written += grid_reports(settings, records, task_objs, data_dir, out)
     if points:
         from synthpt.experiments.sweep import write_sweep_outputs
 

@@ -213,3 +213,47 @@ def plot_sweep(points: list[Any], cells: dict[tuple[str, str], Any], tasks: list
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_synthetic(rows: list[dict[str, Any]], task: Any, field: str, verdicts: dict[str, Any], path: Path,
+                   title: str = "") -> Path | None:
+    """``synthetic.report.png``: the length histogram per label (words of the generated field) and
+    each judge's label agreement (overall and per label)."""
+    from synthpt.data.synstats import words
+
+    if not rows:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
+    lengths = {lab: [len(words(r.get(field, ""))) for r in rows if r.get("label") == lab] for lab in task.labels}
+    top = max((max(v) for v in lengths.values() if v), default=1)
+    bins = list(range(0, top + 2, max(1, (top + 1) // 20)))
+    for lab, vals in lengths.items():
+        if vals:
+            axes[0].hist(vals, bins=bins, histtype="step", linewidth=1.6, label=f"{lab} ({len(vals)})")
+    axes[0].set_xlabel(f"words in `{field}`")
+    axes[0].set_ylabel("rows")
+    axes[0].set_title("Length per label")
+    axes[0].legend(fontsize=9, frameon=False)
+    ax = axes[1]
+    groups = ["all", *task.labels]
+    if verdicts:
+        width = 0.8 / len(verdicts)
+        for i, (name, v) in enumerate(verdicts.items()):
+            vals = [v["agreement"], *(v["per_label"].get(lab) for lab in task.labels)]
+            xs = [g + (i - (len(verdicts) - 1) / 2) * width for g in range(len(groups))]
+            ax.bar(xs, [100 * (x or 0) for x in vals], width * 0.95, label=f"{name} (dev acc {100 * (v['dev_accuracy'] or 0):.0f})")
+        ax.axhline(100 / len(task.labels), color="grey", linestyle=":", linewidth=1, label="chance")
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels(groups)
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=9, frameon=False, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no judge ran", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylabel("agreement with the rows' labels (%)")
+    ax.set_title("Judges' label agreement")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

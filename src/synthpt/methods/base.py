@@ -208,6 +208,11 @@ class Context:
         return self._stage("synthetic", f"{self.task.name}-published-n{n_per_label}-s{self.seed}", key_cfg,
                            "published.jsonl", build, file_target="synthetic.jsonl").target
 
+    def cached(self, kind: str, slug: str, key_cfg: dict[str, Any], build: Any) -> StageResult:
+        """A method's own content-addressed stage, ``build(target, restart) -> dict`` (the dict is kept):
+        shared by every cell and sweep point whose key is the same."""
+        return self._stage(kind, slug, key_cfg, kind, build)
+
     # ---- stage 3: prompt tuning -----------------------------------------------------------
     def prompt_tune(self, cfg: Any, synthetic: str | Path | None = None, init_prompt: str | Path | None = None,
                     tag: str | None = None) -> dict[str, Any]:
