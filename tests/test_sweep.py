@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from pathlib import Path
 
 import pytest
 from test_experiments import TINY_PT, fake_gen  # noqa: F401  (the fixture: a fake generator stage)
@@ -237,3 +238,53 @@ def test_trainer_steps_follow_the_synthetic_rows(tmp_path, rte_split, tiny_t5):
     assert m["steps"] == 3 and m["n_synthetic"] == 12  # ceil(0.5 * 12 / 2)
     lines = (tmp_path / "p" / "log.jsonl").read_text().splitlines()
     assert len(lines) == 3
+
+
+def _scale_cpu(fake: bool = False):
+    """configs/scale-cpu.yaml without `lora` where this branch does not register it (and, for the fake
+    generator stage, without the generator knobs the fake lacks)."""
+    import yaml
+
+    from synthpt.methods import list_methods
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "scale-cpu.yaml"
+    raw = yaml.safe_load(path.read_text())
+    assert "lora" in raw["methods"]  # the config lists it whether or not this branch registers it
+    if "lora" not in {m.name for m in list_methods()}:
+        raw["methods"] = [m for m in raw["methods"] if m != "lora"]
+    if fake:
+        from test_experiments import FakeGenerationConfig, FakeGeneratorConfig
+
+        for section, cls in (("generator", FakeGeneratorConfig), ("generation", FakeGenerationConfig)):
+            raw[section] = {k: v for k, v in raw[section].items() if k in cls.__dataclass_fields__}
+    return parse_settings(raw, str(path))
+
+
+def test_scale_cpu_config_parses():
+    st = _scale_cpu()
+    assert st.sweep == {"generation.n_per_label": [64, 256, 1024]} and st.seeds == [42]
+    assert st.tasks == ["sst-2", "mrpc", "rte", "qnli"] and st.model == st.generator_model == "gemma3-270m"
+    assert st.sections["prompt_tuning"]["syn_epochs"] == 1.0 and st.options["published_per_label"] == "generation"
+    assert {"zero-shot", "pt", "pt+gold", "pt+fewgen-published", "ours"} <= {r.name for r in st.rows}
+
+
+def test_scale_cpu_config_runs_on_tiny_models(tmp_path, data_dir, fake_gen):  # noqa: F811
+    from synthpt.experiments import grid
+
+    st = _scale_cpu(fake=True)
+    # the tiny variant: the same file with --set model=tiny-gpt2 ... and a smaller sweep
+    for key, value in [("model", "tiny-gpt2"), ("generator_model", "tiny-gpt2"), ("max_eval", 24), ("judge_rows", 8),
+                       ("tasks", ["sst-2"]), ("prompt_tuning.prompt_length", 4), ("prompt_tuning.max_steps", 4),
+                       ("prompt_tuning.max_steps_cap", 3), ("prompt_tuning.eval_every", 2),
+                       ("prompt_tuning.max_length", 64), ("prompt_tuning.eval_batch_size", 16)]:
+        st.set(key, value)
+    st.sweep = {"generation.n_per_label": [4, 8]}
+    res = grid.run_experiment(st, data_dir, tmp_path / "scale", progress=False)
+    steps = {(r["point"], r["method"]): r["metrics"].get("steps") for r in res["records"]}
+    # one pass over 2N rows at 4 per step: 2 steps at N = 4, ceil(16 / 4) = 4 capped to 3 at N = 8; PT keeps 4
+    for m in ("ours", "pt+gold", "pt+fewgen-published"):
+        assert steps[("n_per_label=4", m)] == 2 and steps[("n_per_label=8", m)] == 3, m
+    assert steps[("n_per_label=4", "pt")] == steps[("n_per_label=8", "pt")] == 4
+    for name in ("sweep.md", "sweep.png", "table-n_per_label=8.md", "synthetic.md"):
+        assert (tmp_path / "scale" / name).is_file(), name
+    assert "Gain capture" in (tmp_path / "scale" / "table-n_per_label=4.md").read_text()
