@@ -246,8 +246,8 @@ def plot_synthetic(rows: list[dict[str, Any]], task: Any, field: str, verdicts: 
         ax.axhline(100 / len(task.labels), color="grey", linestyle=":", linewidth=1, label="chance")
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels(groups)
-        ax.set_ylim(0, 100)
-        ax.legend(fontsize=9, frameon=False, loc="lower right")
+        ax.set_ylim(0, 105)
+        ax.legend(fontsize=9, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3)
     else:
         ax.text(0.5, 0.5, "no judge ran", ha="center", va="center", transform=ax.transAxes)
     ax.set_ylabel("agreement with the rows' labels (%)")
