@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from test_experiments import TINY_PT, fake_gen  # noqa: F401  (the fixture: a fake generator stage)
 
-from synthpt.core import cache as stages
 from synthpt.core.errors import SynthptError
 from synthpt.experiments.config import parse_settings
 from synthpt.experiments.tables import (
@@ -32,19 +31,24 @@ def _sweep_settings(**extra):
 
 
 # ---- sweeps ------------------------------------------------------------------------------------
+def _files(root):
+    """path -> mtime of every file under ``root``: a timing-free "did any work" signal."""
+    return {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
 def test_sweep_points_share_stages_cache_and_resume(tmp_path, data_dir, fake_gen, monkeypatch):  # noqa: F811
     from synthpt.experiments import grid
     from synthpt.methods.base import PromptTuningMethod
 
     out = tmp_path / "sweep"
-    before = dict(stages.STAGE_RUNS)
     res = grid.run_experiment(_sweep_settings(), data_dir, out, progress=False)
     assert res["cells"] == 8
     # the generator is tuned once for both N; generation and the N-dependent prompts run per point;
-    # PT's prompt does not depend on N: one stage for both points
+    # PT's prompt and the zero-shot scores do not depend on N: one stage each for both points
     assert fake_gen == ["tune", "generate", "generate"]
-    ran = {k: v - before.get(k, 0) for k, v in stages.STAGE_RUNS.items()}
-    assert ran["prompt"] == 1 + 2 + 2 and ran["generator"] == 1 and ran["zero-shot"] == 1
+    kinds = {d.name: sorted(p.name.rsplit("-", 1)[0] for p in d.iterdir()) for d in (out / "cache").iterdir()}
+    assert kinds["prompt"] == ["rte-paired-gs-s13"] * 4 + ["rte-real-s13"]
+    assert len(kinds["generator"]) == 1 and len(kinds["zero-shot"]) == 1
     for name in ("table-n_per_label=4.md", "table-n_per_label=8.csv", "table-n_per_label=8.tex", "sweep.md",
                  "sweep.csv", "sweep.png", "methods-n_per_label=4.png"):
         assert (out / name).is_file(), name
@@ -64,11 +68,11 @@ def test_sweep_points_share_stages_cache_and_resume(tmp_path, data_dir, fake_gen
     assert float(pt[0]["rte"]) == pytest.approx(recs[("n_per_label=4", "pt")]["metrics"]["test"]["accuracy"] * 100,
                                                 abs=0.006)
 
-    # a rerun does no work
-    n_cells, n_stages = len(grid.CELL_RUNS), dict(stages.STAGE_RUNS)
+    # a rerun does no work: no stage, no cell, no file of the cache or the cells is touched
+    before = {**_files(out / "cache"), **_files(out / "cells")}
     grid.run_experiment(_sweep_settings(), data_dir, out, progress=False)
-    assert len(grid.CELL_RUNS) == n_cells and dict(stages.STAGE_RUNS) == n_stages
-    assert (out / "sweep.md").read_text() == md
+    assert {**_files(out / "cache"), **_files(out / "cells")} == before
+    assert fake_gen == ["tune", "generate", "generate"] and (out / "sweep.md").read_text() == md
 
     # a sweep killed in its second point resumes with only the missing cells
     out2 = tmp_path / "killed"
@@ -83,9 +87,12 @@ def test_sweep_points_share_stages_cache_and_resume(tmp_path, data_dir, fake_gen
     with pytest.raises(KeyboardInterrupt):
         grid.run_experiment(_sweep_settings(), data_dir, out2, progress=False)
     monkeypatch.setattr(PromptTuningMethod, "run", real_run)
-    n_cells = len(grid.CELL_RUNS)
+    done = _files(out2 / "cells")
     grid.run_experiment(_sweep_settings(), data_dir, out2, progress=False)
-    assert grid.CELL_RUNS[n_cells:] == [("rte", 13, "ours"), ("rte", 13, "pt+gold")]
+    after = _files(out2 / "cells")
+    assert all(after[p] == t for p, t in done.items())  # finished cells are read back, not redone
+    assert {str(p.relative_to(out2 / "cells")) for p in set(after) - set(done)} == {
+        f"n_per_label=8/rte/{grid.slug(m)}/seed-13.json" for m in ("ours", "pt+gold")}
     assert (out2 / "sweep.md").read_text() == md
 
 
