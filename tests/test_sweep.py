@@ -102,9 +102,9 @@ def test_every_synthetic_set_gets_a_report(tmp_path, data_dir, fake_gen):  # noq
     from synthpt.experiments import grid
 
     out = tmp_path / "exp"
-    st = _sweep_settings(sweep={"generation.n_per_label": [4]})
+    st = _sweep_settings(sweep={"generation.n_per_label": [4]}, tables=[{"name": "main", "methods": ["pt", "ours"]}])
     res = grid.run_experiment(st, data_dir, out, progress=False)
-    assert "synthetic.md" in res["files"]
+    assert "synthetic.md" in res["files"] and "table-main-n_per_label=4.md" in res["files"]
     summary = (out / "synthetic.md").read_text()
     assert "| n_per_label=4 | rte | 13 | ours |" in summary and "| n_per_label=4 | rte | 13 | pt+gold |" in summary
     reports = {p.parent.name.split("-")[1]: p for p in (out / "cache" / "synthetic").glob("*/synthetic.report.md")}

@@ -170,7 +170,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("experiment", help="a grid of tasks x seeds x methods, paper-style tables and plots",
                        description="Run every (task, seed, method) cell of a config, caching every stage and cell; "
                        "rerun to resume.  Writes table.md/.csv/.tex (methods as rows, tasks as columns, mean ± std "
-                       "over seeds ×100, AVG), one table per `tables:` entry, and methods.png / conflicts.png.")
+                       "over seeds ×100, AVG), one table per `tables:` entry, and methods.png / conflicts.png.  With a "
+                       "`sweep:` (or --sweep) the grid runs once per point, sharing every stage that does not read "
+                       "the swept knob, and writes those files per point plus sweep.md/.csv/.png.  Every synthetic "
+                       "set gets synthetic.report.md/.png beside it; synthetic.md lists them.")
     p.add_argument("--config", required=True, help="experiment YAML (see configs/smoke.yaml)")
     p.add_argument("--data-dir", help="benchmark folder (default: config data_dir or ../shared/data)")
     p.add_argument("--out", required=True, help="output folder (its cache makes reruns resume)")

@@ -17,8 +17,8 @@ Layout of ``out/``::
 
 A cell is skipped when its JSON exists with the same key (method, knobs, task, seed,
 models); a cell killed midway resumes from its stages' checkpoints.  Cells run in order
-(tasks, then seeds, then methods), so a killed grid rerun with the same command completes
-and yields the same tables.
+(sweep points, then tasks, then seeds, then methods), so a killed grid rerun with the same
+command completes and yields the same tables.
 """
 
 from __future__ import annotations
