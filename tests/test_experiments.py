@@ -105,6 +105,9 @@ def test_run_pipeline_caches_each_stage(tmp_path, data_dir, fake_gen):
     assert {"accuracy", "f1"} <= set(r1["test"]) and r1["trainable_parameters"] == 4 * 64
     report = (out / "report.md").read_text()
     assert "conflict rate" in report and "dropped_duplicates" in report and "| prompt | ran |" in report
+    # the synthetic set's own report beside it, and its summary row here
+    assert "## Synthetic data (quality report)" in report and "(synthetic.report.md) |" in report
+    assert (out / "synthetic.report.md").is_file() and (out / "synthetic.report.png").is_file()
     assert fake_gen == ["tune", "generate"]
 
     before = dict(stages.STAGE_RUNS)

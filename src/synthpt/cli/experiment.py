@@ -97,13 +97,29 @@ def cmd_experiment(ns: argparse.Namespace) -> None:
     st = load_settings(ns.config)
     for key, value, where in _flag_overrides(ns):
         st.set(key, value, where=where)
+    _apply_sweeps(st, ns.sweep or [])
     data_dir = ns.data_dir or st.data_dir or "../shared/data"
     res = run_experiment(st, data_dir, ns.out, tasks=_csv(ns.tasks), seeds=_csv(ns.seeds, int),
                          methods=_csv(ns.methods), progress=not ns.quiet)
     print(f"{res['cells']} cells in {res['seconds']:.1f} s; wrote " + ", ".join(f"{ns.out}/{f}" for f in res["files"]))
     from pathlib import Path
 
-    print((Path(ns.out) / "table.md").read_text())
+    print((Path(ns.out) / ("sweep.md" if st.sweep else "table.md")).read_text())
+
+
+def _apply_sweeps(st: Any, items: list[str]) -> None:
+    """``--sweep KEY=[v1,v2]``: sets (or replaces) that key's axis of the config's ``sweep:``."""
+    from synthpt.core.errors import fail
+    from synthpt.experiments.config import parse_value
+    from synthpt.experiments.sweep import check_sweep
+
+    for item in items:
+        if "=" not in item:
+            raise fail(f"--sweep {item}: expected KEY=[VALUES], e.g. --sweep generation.n_per_label=[64,256,1024]")
+        key, text = (x.strip() for x in item.split("=", 1))
+        value = parse_value(text)
+        values = value if isinstance(value, list) else [value]  # --sweep k=64: a sweep of one point
+        st.sweep = {**st.sweep, **check_sweep({key: values}, "--sweep", st)}
 
 
 def cmd_methods(ns: argparse.Namespace) -> None:
@@ -144,7 +160,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("experiment", help="a grid of tasks x seeds x methods, paper-style tables and plots",
                        description="Run every (task, seed, method) cell of a config, caching every stage and cell; "
                        "rerun to resume.  Writes table.md/.csv/.tex (methods as rows, tasks as columns, mean ± std "
-                       "over seeds ×100, AVG), one table per `tables:` entry, and methods.png / conflicts.png.")
+                       "over seeds ×100, AVG), one table per `tables:` entry, and methods.png / conflicts.png.  With a "
+                       "`sweep:` (or --sweep) the grid runs once per point, sharing every stage that does not read "
+                       "the swept knob, and writes those files per point plus sweep.md/.csv/.png.  Every synthetic "
+                       "set gets synthetic.report.md/.png beside it; synthetic.md lists them.")
     p.add_argument("--config", required=True, help="experiment YAML (see configs/smoke.yaml)")
     p.add_argument("--data-dir", help="benchmark folder (default: config data_dir or ../shared/data)")
     p.add_argument("--out", required=True, help="output folder (its cache makes reruns resume)")
@@ -152,6 +171,10 @@ def register(sub: Any) -> None:
     p.add_argument("--seeds", help="only these seeds of the config, e.g. 13,42")
     p.add_argument("--methods", help="only these method rows of the config; a registered method the config "
                    "lacks (`synthpt methods`) is added as a row, e.g. pt,pt+gold")
+    p.add_argument("--sweep", action="append", metavar="KEY=[VALUES]",
+                   help="run the grid once per value of a knob, e.g. --sweep generation.n_per_label=[64,256,1024] "
+                   "(repeatable: the product of the axes; replaces the config's `sweep:` axis of that key). Writes "
+                   "table-<point>.md/.csv/.tex per point, sweep.md/.csv and sweep.png")
     _common(p)
     p.set_defaults(func=cmd_experiment)
 

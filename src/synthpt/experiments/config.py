@@ -6,6 +6,7 @@ One schema serves ``synthpt run --config`` and ``synthpt experiment --config``::
     generator_model: tiny-gpt2     # generator LM of Stages 1-2
     k: 16                          # shots per class (train and dev)
     max_eval: 300                  # evaluate on a fixed subset of at most N test rows (null: all)
+    judge_rows: 200                # synthetic.report.md: rows its judges score per set (null: all; 0: none)
     generator: {...}               # GeneratorConfig fields (Stage 1)
     generation: {...}              # GenerationConfig fields (Stage 2)
     prompt_tuning: {...}           # PromptTrainerConfig fields (Stage 3)
@@ -18,6 +19,8 @@ One schema serves ``synthpt run --config`` and ``synthpt experiment --config``::
       - {name: ours-lr0.1, method: ours, display: "Ours (lr 0.1)", prompt_tuning: {lr: 0.1}}
     tables:                        # optional extra tables (table-<name>.md/.csv/.tex)
       - {name: main, title: "Main comparison", methods: [pt, ours]}
+    sweep:                         # optional: the grid once per value (product over keys; sweep.py)
+      generation.n_per_label: [64, 256, 1024]
 
 A row dict may set ``model``, ``generator_model``, ``generator``, ``generation``,
 ``prompt_tuning`` and ``options``; its values win over the top-level ones and over the
@@ -40,10 +43,10 @@ from synthpt.core.knobs import values_of
 
 SECTIONS = ("generator", "generation", "prompt_tuning")
 SCALARS: dict[str, Any] = {"name": str, "description": str, "model": str, "generator_model": str, "k": int,
-                           "max_eval": int | None, "method": str, "data_dir": str}
+                           "max_eval": int | None, "method": str, "data_dir": str, "judge_rows": int | None}
 # grid axes: a config lists them; ``--set seeds=[13,21]`` replaces the list (``--seeds`` only narrows it)
 AXES: dict[str, Any] = {"tasks": list[str], "seeds": list[int]}
-TOP_KEYS = set(SCALARS) | set(SECTIONS) | set(AXES) | {"options", "methods", "tables", "plots"}
+TOP_KEYS = set(SCALARS) | set(SECTIONS) | set(AXES) | {"options", "methods", "tables", "plots", "sweep"}
 ROW_KEYS = {"name", "method", "display", "model", "generator_model", "options", *SECTIONS}
 TABLE_KEYS = {"name", "title", "methods"}
 
@@ -178,6 +181,8 @@ class Settings:
     rows: list[MethodRow] = field(default_factory=list)
     tables: list[TableSpec] = field(default_factory=list)
     plots: bool = True
+    judge_rows: int | None = 200  # rows per synthetic set its report's judges score (null: all; 0: no judge)
+    sweep: dict[str, list[Any]] = field(default_factory=dict)  # knob -> values (experiments/sweep.py)
     # section values that win over a method's own knobs (``synthpt run`` flags, e.g. --pt-strategy)
     forced: dict[str, dict[str, Any]] = field(default_factory=lambda: {s: {} for s in SECTIONS})
 
@@ -194,7 +199,9 @@ class Settings:
                 return
             if section not in SECTIONS:
                 raise fail(f"{where}: unknown section {section!r} (known: {', '.join(SECTIONS)}, options)")
-            checked = check_section(section, {key: value}, where.split(".")[0] if "." in where else section)
+            prefix = (where[: -len(key) - 1] if where.endswith("." + key)
+                      else where.split(".")[0] if "." in where else section)
+            checked = check_section(section, {key: value}, prefix)
             self.sections[section].update(checked)
             if force:
                 self.forced[section].update(checked)
@@ -253,6 +260,10 @@ def parse_settings(raw: Any, source: str = "<config>", base: Settings | None = N
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise fail(f"{source}: methods: duplicate row names {dup}; give each a distinct `name:`")
+    if "sweep" in raw:
+        from synthpt.experiments.sweep import check_sweep
+
+        st.sweep = check_sweep(raw["sweep"] or {}, f"{source}: sweep", st)
     if "tables" in raw:
         tables = raw["tables"]
         if not isinstance(tables, list):

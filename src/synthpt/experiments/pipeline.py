@@ -58,6 +58,9 @@ def run_pipeline(task: Task, seed: int, data_dir: str | Path | None, out: str | 
     t0 = time.perf_counter()
     ctx.split  # noqa: B018  (stage 0)
     metrics = m.run(ctx)
+    from synthpt.experiments.synreport import run_reports
+
+    quality = run_reports(ctx, st, out)
     total = round(time.perf_counter() - t0, 2)
     result = {
         "task": task.name, "seed": seed, "method": m.name, "display": m.display,
@@ -67,7 +70,7 @@ def run_pipeline(task: Task, seed: int, data_dir: str | Path | None, out: str | 
         "trainable_parameters": metrics.get("trainable_parameters") or m.trainable_parameters(ctx),
         "stages": stage_summary(ctx), "seconds_this_invocation": total,
         "prompt_adapter": str(out / "prompt") if (out / "prompt" / "adapter_config.json").is_file() else None,
-        "prompt_metrics": metrics,
+        "prompt_metrics": metrics, "synthetic_quality": quality,
     }
     write_json(out / "metrics.json", result)
     write_json(out / "config.json", {"settings": _settings_dict(st, ctx), "versions": versions()})
@@ -118,6 +121,7 @@ def render_report(result: dict[str, Any], ctx: Context, st: Settings, out: Path)
                      f"| {s['stage']} | {s['status']} | {s['seconds']:.1f} | `{s['path']}` |")
     lines.append(f"\nThis invocation took {result['seconds_this_invocation']:.1f} s "
                  "(cached stages are read back, not redone; the seconds above are from when they ran).")
+    lines += _quality_lines(result.get("synthetic_quality") or [], out)
     rep = out / "synthetic.jsonl.report.json"
     lines += ["", "## Synthetic data (filter report)", ""]
     if rep.is_file():
@@ -131,3 +135,18 @@ def render_report(result: dict[str, Any], ctx: Context, st: Settings, out: Path)
     lines += ["", "## Configuration", "", "```json", json.dumps(_settings_dict(st, ctx), indent=2, default=str), "```",
               ""]
     return "\n".join(lines)
+
+
+def _quality_lines(quality: list[dict[str, Any]], out: Path) -> list[str]:
+    """The summary row of each synthetic set's report (synthetic.report.md beside it)."""
+    from synthpt.experiments.synreport import SUMMARY_HEAD, summary_cells
+
+    if not quality:
+        return []
+    head = ["set", *SUMMARY_HEAD]
+    lines = ["", "## Synthetic data (quality report)", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for q in quality:
+        rel = Path(q["report"]).resolve().relative_to(out.resolve())
+        lines.append(f"| [{Path(q['file']).name}]({rel}) | " + " | ".join(summary_cells(q)) + " |")
+    return lines + ["", "Agreement: share of the rows whose label the backbone's zero-shot classifier predicts "
+                    "(the judge did not write them); overlap: with the few-shot train rows."]

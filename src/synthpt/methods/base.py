@@ -183,6 +183,36 @@ class Context:
                           file_target="synthetic.jsonl")
         return res.target
 
+    def published_subset(self, path: Path, n_per_label: int) -> Path:
+        """``n_per_label`` rows per label of a published synthetic set (seeded): the JSONL path.
+
+        Why: ``options.published_per_label`` puts FewGen's published rows at the same N as Ours and
+        the oracle, so a data-scale curve compares the data, not the amount of it."""
+        from synthpt.core.io import write_jsonl
+        from synthpt.data import load_file
+        from synthpt.prompt_tuning.recipe import balanced_subset
+
+        key_cfg = {"file": file_fingerprint([path]), "task": self.task.to_dict(), "n_per_label": n_per_label,
+                   "seed": self.seed}
+
+        def build(target: Path, restart: bool) -> dict[str, Any]:
+            rows = load_file(path, self.task)
+            counts = {lab: sum(r["label"] == lab for r in rows) for lab in self.task.labels}
+            short = {lab: c for lab, c in counts.items() if c < n_per_label}
+            if short:
+                raise fail(f"{path}: labels {short} have fewer than options.published_per_label = {n_per_label} rows")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_jsonl(target, balanced_subset(rows, self.task, n_per_label * self.task.num_labels, self.seed))
+            return {"rows": n_per_label * self.task.num_labels, "source": str(path)}
+
+        return self._stage("synthetic", f"{self.task.name}-published-n{n_per_label}-s{self.seed}", key_cfg,
+                           "published.jsonl", build, file_target="synthetic.jsonl").target
+
+    def cached(self, kind: str, slug: str, key_cfg: dict[str, Any], build: Any) -> StageResult:
+        """A method's own content-addressed stage, ``build(target, restart) -> dict`` (the dict is kept):
+        shared by every cell and sweep point whose key is the same."""
+        return self._stage(kind, slug, key_cfg, kind, build)
+
     # ---- stage 3: prompt tuning -----------------------------------------------------------
     def run_prompt_tuning(self, cfg: Any, synthetic: str | Path | None = None, init_prompt: str | Path | None = None,
                           tag: str | None = None) -> dict[str, Any]:
@@ -199,8 +229,10 @@ class Context:
         init_fp = None
         if init_prompt is not None:
             init_fp = file_fingerprint(sorted(Path(init_prompt).glob("adapter_*")))
+        from synthpt.prompt_tuning.steps import config_key
+
         key_cfg = {"split": self.split.result["fingerprint"], "task": self.task.to_dict(), "model": self.model,
-                   "config": dataclasses.asdict(cfg), "synthetic": syn_fp, "init_prompt": init_fp,
+                   "config": config_key(cfg), "synthetic": syn_fp, "init_prompt": init_fp,
                    "max_eval": self.max_eval}
 
         def build(target: Path, restart: bool) -> dict[str, Any]:
@@ -272,7 +304,13 @@ class PromptTuningMethod(Method):
             p = Path(ctx.data_dir) / "fewgen-synthetic" / ctx.task.name.upper() / "gen-train.json"
             if not p.is_file():
                 raise fail(f"{p}: FewGen's published synthetic set for {ctx.task.name} not found")
-            return p
+            per_label = ctx.options.get("published_per_label")
+            if per_label is None:
+                return p
+            n = ctx.generation_config().n_per_label if per_label == "generation" else per_label
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise fail(f"options.published_per_label: expected a positive integer or 'generation', got {per_label!r}")
+            return ctx.published_subset(p, n)
         if self.synthetic == "heldout":
             return ctx.heldout(ctx.generation_config().n_per_label)
         return ctx.synthetic(self.synthetic)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from synthpt.core.saving import (
 )
 from synthpt.data import load_file, load_split
 from synthpt.prompt_tuning.card import write_card
+from synthpt.prompt_tuning.steps import config_key
 from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTrainerConfig
 from synthpt.prompt_tuning.zero_shot_filter import zero_shot_filter
 from synthpt.tasks import Task, task_record
@@ -109,7 +109,7 @@ def run_prompt_tuning(
     run_cfg = {"task": task.to_dict(), "data": str(data), "model": model_name, "synthetic": syn_name,
                "n_synthetic": len(syn_rows), "init_prompt": None if init_prompt is None else str(
                    init_prompt if not isinstance(init_prompt, torch.Tensor) else "tensor"),
-               "max_eval": max_eval, "train": asdict(cfg)}
+               "max_eval": max_eval, "train": config_key(cfg)}
     if dtype:  # only when set, so earlier runs keep their config hash
         run_cfg["dtype"] = dtype
     key = config_hash(run_cfg)
@@ -148,7 +148,7 @@ def run_prompt_tuning(
     metrics = {
         "task": task.name, "strategy": cfg.strategy, "gradient_surgery": cfg.gradient_surgery,
         "test": test_metrics, "dev": result.dev_metrics, "best_step": result.best_step,
-        "conflict_rate": result.conflict_rate, "steps": cfg.max_steps, "n_train": len(splits["train"]),
+        "conflict_rate": result.conflict_rate, "steps": trainer.cfg.max_steps, "n_train": len(splits["train"]),
         "n_synthetic": len(syn_rows), "trainable_parameters": int(result.prompt.numel()),
         "train_seconds": round(train_s, 2), "processes": dist.world_size(), "resumed_from_step": result.resumed_from, "config_hash": key,
     }
@@ -159,7 +159,7 @@ def run_prompt_tuning(
                                                         "model": model_name, "config_hash": key})
         write_json(out / "config.json", {"config": run_cfg, "versions": versions()})
         write_card(out, task, model_name, bb.name_or_path, tuple(result.prompt.shape), metrics=metrics,
-                   train=asdict(cfg), data=data, synthetic=syn_name,
+                   train=run_cfg["train"], data=data, synthetic=syn_name,
                    counts={"train": len(splits["train"]), "dev": len(splits["dev"]), "synthetic": len(syn_rows)})
         write_json(metrics_path, metrics)
         (out / "checkpoint.pt").unlink(missing_ok=True)

@@ -30,6 +30,7 @@ from synthpt.core.knobs import choose, knob
 from synthpt.core.models import Backbone
 from synthpt.core.progress import progress_bar
 from synthpt.core.scoring import Encoder, label_logprobs
+from synthpt.prompt_tuning.steps import data_steps_config
 from synthpt.prompt_tuning.strategies import BatchPlan, Strategy
 from synthpt.prompt_tuning.surgery import combine
 from synthpt.tasks import Task
@@ -50,7 +51,15 @@ class PromptTrainerConfig:
     warmup_steps: int = knob(0, 'linear warm-up steps (then linear decay to 0)')
     batch_size: int = knob(8, 'global batch size (the real rows of a paired step)')
     syn_batch_size: int | None = knob(None, 'synthetic rows of a paired step (default: --batch-size)')
-    max_steps: int = knob(500, 'training steps')
+    max_steps: int = knob(500, 'training steps (with --syn-epochs and synthetic rows: replaced by what syn_epochs asks for)')
+    syn_epochs: float | None = knob(
+        None,
+        'let the steps follow the data: passes over the synthetic rows; with synthetic rows, max_steps becomes '
+        'ceil(syn_epochs * n_syn / synthetic rows per step) (paired: syn_batch_size; syn and the phased strategies: '
+        'batch_size in their synthetic phase; mixed: its share of batch_size), at most --max-steps-cap. Rows '
+        'counted after --max-synthetic and the zero-shot filter. Off by default: a fixed max_steps',
+    )
+    max_steps_cap: int | None = knob(None, 'upper bound on the steps --syn-epochs asks for (default: none)')
     eval_every: int = knob(50, 'evaluate on the few-shot dev set every N steps (the best prompt is kept)')
     checkpoint_every: int = knob(50, 'write a resumable checkpoint every N steps')
     max_length: int = knob(256, 'maximum input tokens (text fields are truncated, never the template)')
@@ -85,6 +94,10 @@ class PromptTrainerConfig:
             raise fail(f"--lr must be a finite number > 0, got {self.lr}")
         if not 0 <= self.weight_decay < math.inf or self.warmup_steps < 0:
             raise fail(f"--weight-decay and --warmup-steps must be >= 0, got {self.weight_decay}, {self.warmup_steps}")
+        if self.syn_epochs is not None and not 0 < self.syn_epochs < math.inf:
+            raise fail(f"--syn-epochs must be a finite number > 0, got {self.syn_epochs}")
+        if self.max_steps_cap is not None and self.max_steps_cap < 1:
+            raise fail(f"--max-steps-cap must be at least 1, got {self.max_steps_cap}")
         if self.syn_batch_size is not None and self.syn_batch_size < 1:
             raise fail(f"--syn-batch-size must be at least 1, got {self.syn_batch_size}")
         if self.eval_batch_size < 1:
@@ -126,6 +139,7 @@ class PromptTrainer:
                  dev: list[dict], synthetic: list[dict] | None = None, init_prompt: torch.Tensor | None = None,
                  out_dir: str | Path | None = None, progress: bool = True) -> None:
         cfg.validate()
+        cfg = data_steps_config(cfg, len(train), len(synthetic or []))  # syn_epochs: the steps follow the data
         self.task, self.bb, self.cfg = task, backbone, cfg
         self.train, self.dev, self.syn = train, dev, synthetic or []
         self.out = Path(out_dir) if out_dir else None

@@ -158,9 +158,9 @@ def source_pt_config(ctx: Context, steps: int, seed: int) -> Any:
 
 
 def pt_key(cfg: Any) -> dict[str, Any]:
-    import dataclasses
+    from synthpt.prompt_tuning.steps import config_key
 
-    return dataclasses.asdict(cfg)
+    return config_key(cfg)
 
 
 def train_source_prompt(ctx: Context, task: Any, rows: list[dict[str, Any]], cfg: Any, target: Path) -> dict[str, Any]:
