@@ -421,8 +421,8 @@ def _api_cases():
     from synthpt.core.models import resolve_model
     from synthpt.core.saving import load_peft_prompt
     from synthpt.data import load_file, make_split, sample_kshot
+    from synthpt.generator.config import GeneratorConfig
     from synthpt.generator.generation import GenerationConfig, run_generation
-    from synthpt.generator.tuning import GeneratorConfig
     from synthpt.prompt_tuning.trainer import PromptTrainerConfig
     from synthpt.tasks import get_task, load_task_spec
 

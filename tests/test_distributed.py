@@ -108,7 +108,7 @@ def test_generate_two_processes_distinct_examples(data_dir, tmp_path):
 def test_generator_tune_two_processes(rte_split, tmp_path):
     """DawGen's bi-level step under two processes: each takes half of every balanced batch, the W and Q
     gradients are averaged across them, only the main process writes (one log line per step)."""
-    from synthpt.generator.tuning import read_generator_meta
+    from synthpt.generator.saving import read_generator_meta
 
     out = tmp_path / "gen2"
     _run(_launch("generator", "tune", "--task", "rte", "--data", str(rte_split), "--model", "tiny-gpt2",

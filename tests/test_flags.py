@@ -46,8 +46,8 @@ def _sub(name: str, *path: str):
 
 
 def _config_classes():
+    from synthpt.generator.config import GeneratorConfig
     from synthpt.generator.generation import GenerationConfig
-    from synthpt.generator.tuning import GeneratorConfig
     from synthpt.prompt_tuning.trainer import PromptTrainerConfig
 
     return [(("prompt-tune",), "", PromptTrainerConfig), (("generator", "tune"), "", GeneratorConfig),
@@ -90,7 +90,7 @@ def test_enum_choices_in_help_and_refused_values(capsys):
 
 def test_booleans_parse_both_ways():
     from synthpt.cli.main import dataclass_from_args
-    from synthpt.generator.tuning import GeneratorConfig
+    from synthpt.generator.config import GeneratorConfig
     from synthpt.prompt_tuning.trainer import PromptTrainerConfig
 
     tune = _sub("generator", "tune")
@@ -108,7 +108,7 @@ def test_booleans_parse_both_ways():
 
 
 def test_enum_knob_values_stay_plain_strings():
-    from synthpt.generator.tuning import GeneratorConfig, GeneratorMode
+    from synthpt.generator.config import GeneratorConfig, GeneratorMode
     from synthpt.prompt_tuning.strategies import Strategy
     from synthpt.prompt_tuning.trainer import PromptTrainerConfig
 

@@ -16,7 +16,7 @@ from synthpt.data import load_file
 from synthpt.generator import GenerationConfig, GeneratorConfig, run_generation, run_generator_tuning
 from synthpt.generator.generation import Filters, LineEnd, Sampler, first_text_line
 from synthpt.generator.losses import disc_loss, dist_loss, token_weights, weighted_lm_loss
-from synthpt.generator.tuning import GeneratorTrainer
+from synthpt.generator.trainer import GeneratorTrainer
 from synthpt.tasks import Task, get_task
 
 
@@ -257,7 +257,7 @@ def test_candidates_and_consistency_use_label_contexts(tuned):
     """A label's candidates continue that label's context; the consistency score compares the
     own label (prompt + context) with the other label's (prompt + context), as computed by hand."""
     from synthpt.generator.encoding import score_targets
-    from synthpt.generator.tuning import load_prompts
+    from synthpt.generator.saving import load_prompts
 
     task = _labelled_mrpc()
     prompts = load_prompts(tuned, task)

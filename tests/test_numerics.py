@@ -81,8 +81,8 @@ def test_inf_prompt_init_names_the_real_loss(rte, tiny_t5, tmp_path):
 
 @pytest.mark.parametrize("mode", ["plain", "dawgen"])
 def test_generator_tuning_stops_or_skips_on_nan(rte, tiny_gpt2, tmp_path, monkeypatch, mode):
-    from synthpt.generator import tuning as mod
-    from synthpt.generator.tuning import GeneratorConfig, GeneratorTrainer
+    from synthpt.generator import GeneratorConfig, GeneratorTrainer
+    from synthpt.generator import trainer as mod
 
     task, splits = rte
     per_step = 1 if mode == "plain" else 2  # dawgen: own forward + lookahead forward
@@ -103,7 +103,7 @@ def test_generator_tuning_stops_or_skips_on_nan(rte, tiny_gpt2, tmp_path, monkey
 def test_skipped_dawgen_batch_leaves_weight_net_untouched(rte, tiny_gpt2, monkeypatch):
     """W steps before Q in a bi-level step; when only the Q loss turns out non-finite and the batch is
     skipped, W and its Adam moments must be exactly as before the batch (nothing of it is learnt)."""
-    from synthpt.generator.tuning import GeneratorConfig, GeneratorTrainer
+    from synthpt.generator import GeneratorConfig, GeneratorTrainer
 
     task, splits = rte
     cfg = GeneratorConfig(mode="dawgen", max_steps=2, prompt_length=4, max_length=32, batch_size=2,

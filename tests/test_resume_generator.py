@@ -64,7 +64,7 @@ def test_generator_tune_kill_and_resume_is_bitwise_identical(mrpc_split, tmp_pat
 
 @pytest.fixture(scope="module")
 def tuned(mrpc_split, tmp_path_factory) -> Path:
-    from synthpt.generator.tuning import GeneratorConfig, run_generator_tuning
+    from synthpt.generator import GeneratorConfig, run_generator_tuning
     from synthpt.tasks import get_task
 
     out = tmp_path_factory.mktemp("gen")

@@ -54,7 +54,7 @@ def _median_time(fn, reps: int) -> float:
 
 def dawgen_step_ratio(model: str = "tiny-gpt2", batch_size: int = 8, reps: int = 7, max_length: int = 128,
                       data_dir: str | Path | None = None) -> dict[str, Any]:
-    from synthpt.generator.tuning import GeneratorConfig, GeneratorTrainer
+    from synthpt.generator import GeneratorConfig, GeneratorTrainer
 
     task = get_task("mrpc")
     train = _mrpc_train(data_dir)
@@ -77,7 +77,7 @@ def dawgen_step_ratio(model: str = "tiny-gpt2", batch_size: int = 8, reps: int =
 def generation_speedup(model: str = "tiny-gpt2", n: int = 32, max_new_tokens: int = 32,
                        data_dir: str | Path | None = None) -> dict[str, Any]:
     from synthpt.generator.generation import GenerationConfig, Sampler
-    from synthpt.generator.tuning import init_label_prompts
+    from synthpt.generator.trainer import init_label_prompts
 
     task = get_task("mrpc")
     train = _mrpc_train(data_dir)

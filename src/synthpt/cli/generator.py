@@ -7,7 +7,7 @@ from typing import Any
 
 
 def _tune_config_cls() -> type:
-    from synthpt.generator.tuning import GeneratorConfig
+    from synthpt.generator.config import GeneratorConfig
 
     return GeneratorConfig
 
@@ -21,7 +21,7 @@ def _generation_config_cls() -> type:
 def cmd_tune(ns: argparse.Namespace) -> None:
     from synthpt.cli.main import dataclass_from_args, task_from_args
     from synthpt.core import distributed as dist
-    from synthpt.generator.tuning import GeneratorConfig, run_generator_tuning
+    from synthpt.generator import GeneratorConfig, run_generator_tuning
 
     task = task_from_args(ns)
     cfg = dataclass_from_args(GeneratorConfig, ns)

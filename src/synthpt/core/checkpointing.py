@@ -54,3 +54,18 @@ def open_step_log(out: Path | None, resumed_at: int | None) -> IO[str] | None:
         kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resumed_at]
     path.write_text("".join(ln + "\n" for ln in kept))
     return open(path, "a")
+
+
+def rng_state() -> dict[str, Any]:
+    """The global torch RNG states.  Dropout draws from them, so a loop that trains with dropout
+    keeps them in its checkpoint and a resumed run draws the masks an uninterrupted one draws."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -299,7 +299,7 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
     from synthpt.core.models import load_backbone
     from synthpt.core.runinfo import config_hash
     from synthpt.core.saving import ResumableJsonl, already_done, load_label_prompts, sidecar
-    from synthpt.generator.tuning import read_generator_meta
+    from synthpt.generator.saving import read_generator_meta
 
     cfg.validate()
     gdir, out = Path(generator), Path(out)

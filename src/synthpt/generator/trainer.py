@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import enum
 import json
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -44,71 +42,13 @@ from synthpt.core import distributed as dist
 from synthpt.core.batches import Stream
 from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
 from synthpt.core.errors import fail
-from synthpt.core.knobs import choose, knob, values_of
 from synthpt.core.models import Backbone
 from synthpt.core.progress import progress_bar
+from synthpt.core.soft_prompt import init_from_vocab
+from synthpt.generator.config import GeneratorConfig
 from synthpt.generator.encoding import GenEncoder, Scored, score_targets, upcast
 from synthpt.generator.losses import disc_loss, dist_loss, pooled, token_weights, weighted_lm_loss
 from synthpt.tasks import Task
-
-
-class GeneratorMode(enum.StrEnum):
-    """How the label prompts are tuned (values of ``--mode``)."""
-
-    DAWGEN = "dawgen"  # weighted + discriminative (meta-learned W) + distribution loss
-    FEWGEN = "fewgen"  # as dawgen without L_dist
-    PLAIN = "plain"  # unweighted prompt tuning of the label prompts
-
-
-MODES = tuple(values_of(GeneratorMode))
-
-
-@dataclass
-class GeneratorConfig:
-    """Every knob of Stage 1.
-
-    Learning rates: Q and W use Adam (``lr`` 0.01 is the usual range for prompt vectors with
-    Adam; ``meta_lr`` 0.005 moves the zero-initialised weight net slowly so early steps stay
-    close to plain tuning).  The lookahead is one SGD step of size ``inner_lr``; since W's
-    optimizer is Adam (scale-free), α mainly sets how far the lookahead looks, not W's step.
-    """
-
-    mode: GeneratorMode = knob(
-        "dawgen",
-        'dawgen (weighted + discriminative + distribution loss) | fewgen (no L_dist) | '
-        'plain (unweighted)',
-    )
-    prompt_length: int = knob(20, 'soft prompt tokens per label')
-    init_from_label_words: bool = knob(
-        True, "start each label prompt's last tokens at its label word")
-    lr: float = knob(0.01, 'Adam learning rate of the label prompts Q')
-    meta_lr: float = knob(0.005, 'Adam learning rate of the weight net W')
-    inner_lr: float = knob(1.0, "step size alpha of the differentiable lookahead Q' = Q - alpha grad")
-    dist_weight: float = knob(1.0, 'lambda, weight of L_dist in L_DawGen')
-    dist_margin: float = knob(1.0, 'hinge margin of L_dist (cosine similarity)')
-    weight_hidden: int = knob(64, "hidden width of the weight net's token scorer")
-    proj_dim: int = knob(64, "output width of the weight net's projection (L_dist)")
-    batch_size: int = knob(8, 'global batch, balanced over labels')
-    max_steps: int = knob(200, 'training steps')
-    checkpoint_every: int = knob(50, 'write a resumable checkpoint every N steps')
-    max_length: int = knob(128, 'maximum tokens of prompt + context + target')
-    seed: int = knob(42, 'seed of the prompt initialisation and the batch order')
-    skip_nonfinite: bool = knob(False, 'skip a batch whose loss is NaN/inf instead of stopping')
-
-    def validate(self) -> None:
-        self.mode = choose(GeneratorMode, self.mode, "generator mode")  # a plain string, also when given a member
-        for name in ("prompt_length", "batch_size", "max_steps", "checkpoint_every", "max_length",
-                     "weight_hidden", "proj_dim"):
-            if getattr(self, name) < 1:
-                raise fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("lr", "meta_lr"):
-            if not 0 < getattr(self, name) < math.inf:  # also refuses NaN
-                raise fail(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        for name in ("inner_lr", "dist_weight"):
-            if not 0 <= getattr(self, name) < math.inf:
-                raise fail(f"--{name.replace('_', '-')} must be a finite number >= 0, got {getattr(self, name)}")
-        if not math.isfinite(self.dist_margin):
-            raise fail(f"--dist-margin must be a finite number, got {self.dist_margin}")
 
 
 class WeightNet(nn.Module):
@@ -138,8 +78,6 @@ class WeightNet(nn.Module):
 
 def init_label_prompts(bb: Backbone, task: Task, length: int, seed: int, from_words: bool) -> torch.Tensor:
     """(L, n, d): random vocabulary embeddings (Lester et al.), the label word's tokens last."""
-    from synthpt.core.soft_prompt import init_from_vocab
-
     base = init_from_vocab(bb, length, seed)
     out = base.unsqueeze(0).repeat(task.num_labels, 1, 1)
     if from_words:
@@ -367,89 +305,3 @@ class GeneratorTrainer:
                 log.close()
         self.resumed_from = start if resumed else 0
         return history
-
-
-# ---- saving / loading a tuned generator ----------------------------------------------------
-def save_generator(out: Path, task: Task, Q: torch.Tensor, W: WeightNet | None) -> None:
-    from synthpt.core.saving import save_label_prompts
-
-    save_label_prompts(out, task.labels, Q.detach(), None if W is None else W.state_dict())
-
-
-GENERATOR_META_KEYS = ("task", "model", "mode", "config", "config_hash")
-
-
-def read_generator_meta(gen_dir: str | Path) -> dict[str, Any]:
-    """``generator.json`` of a tuned generator, checked: one clear error for a torn or foreign file."""
-    from synthpt.core.saving import read_record
-
-    path = Path(gen_dir) / "generator.json"
-    if not path.is_file():
-        raise fail(f"{gen_dir}: not a tuned generator (no generator.json); run 'synthpt generator tune' first")
-    what, hint = "not a valid generator description", "rerun 'synthpt generator tune' with --restart"
-    meta = read_record(path, GENERATOR_META_KEYS, what, hint)
-    if not isinstance(meta["task"], dict):
-        raise fail(f"{path}: {what} (missing task); {hint}")
-    return meta
-
-
-def load_prompts(gen_dir: str | Path, task: Task) -> torch.Tensor:
-    """(L, n, d) label prompts in the task's label order."""
-    from synthpt.core.saving import load_label_prompts
-
-    return load_label_prompts(gen_dir, task.labels)
-
-
-def run_generator_tuning(task: Task, data: str | Path, model: str | Backbone, out: str | Path, cfg: GeneratorConfig,
-                         restart: bool = False, progress: bool = True, trust_remote_code: bool = False) -> dict:
-    """Tune the label prompts (and weight net) on the split's train set; resumable, idempotent.
-
-    Writes ``prompts.safetensors``, ``weight_net.safetensors`` (weighted modes), ``log.jsonl``
-    and, last, ``generator.json`` (task, model, split dir, config, hash, versions) whose
-    presence marks a finished run: a rerun with the same configuration returns its summary.
-    """
-    from synthpt.core.io import write_json
-    from synthpt.core.models import load_backbone
-    from synthpt.core.runinfo import config_hash, versions
-    from synthpt.data import load_split
-
-    cfg.validate()
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise fail(f"{out}: output path exists and is a file, not a directory")
-    model_name = model if isinstance(model, str) else model.name_or_path
-    run_cfg = {"task": task.to_dict(), "data": str(Path(data).resolve()), "model": model_name, "generator": asdict(cfg)}
-    key = config_hash(run_cfg)
-    meta_path = out / "generator.json"
-    if not restart and meta_path.is_file():
-        done = read_generator_meta(out)
-        if done.get("config_hash") == key:
-            return done["summary"]
-        if not (out / "checkpoint.pt").exists():
-            raise fail(f"{out}: holds a generator tuned with another configuration; use --restart or another --out")
-    splits = load_split(data, task)
-    bb = model if isinstance(model, Backbone) else load_backbone(model, trust_remote_code=trust_remote_code,
-                                                                   device=dist.device())
-    t0 = time.perf_counter()
-    trainer = GeneratorTrainer(task, bb, cfg, splits["train"], out_dir=out, progress=progress)
-    if restart and dist.is_main():  # only now that every input is known good: a bad input leaves old outputs
-        for name in ("checkpoint.pt", "generator.json", "log.jsonl", "prompts.safetensors", "weight_net.safetensors"):
-            (out / name).unlink(missing_ok=True)
-    dist.barrier()
-    history = trainer.fit()
-    last = history[-1] if history else {}
-    summary = {"task": task.name, "mode": cfg.mode, "model": model_name, "steps": cfg.max_steps,
-               "n_train": len(splits["train"]), "labels": list(task.labels),
-               "final": {k: last.get(k) for k in ("L_wGen", "L_disc", "L_dist", "L_DawGen")},
-               "trainable_parameters": int(trainer.Q.numel()) + (
-                   sum(p.numel() for p in trainer.W.parameters()) if trainer.weighted else 0),
-               "train_seconds": round(time.perf_counter() - t0, 2), "resumed_from_step": trainer.resumed_from,
-               "out": str(out)}
-    if dist.is_main():
-        save_generator(out, task, trainer.Q, trainer.W if trainer.weighted else None)
-        write_json(meta_path, {"task": task.to_dict(), "model": model_name, "data": run_cfg["data"],
-                               "mode": cfg.mode, "config": asdict(cfg), "config_hash": key,
-                               "versions": versions(), "summary": summary})
-        (out / "checkpoint.pt").unlink(missing_ok=True)
-    dist.barrier()
-    return summary
