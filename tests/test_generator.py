@@ -145,7 +145,7 @@ def test_one_bilevel_step_changes_q_and_w_and_lowers_loss(tmp_path):
     tr = _trainer(tmp_path, lr=0.05, meta_lr=0.05)
     q0 = tr.Q.detach().clone()
     w0 = [p.detach().clone() for p in tr.W.parameters()]
-    rec = tr.step(0)
+    rec = tr.train_step(0)
     assert set(rec) >= {"step", "L_wGen", "L_disc", "L_dist", "L_DawGen"}
     assert all(math.isfinite(rec[k]) for k in ("L_wGen", "L_disc", "L_dist", "L_DawGen"))
     assert not torch.equal(tr.Q.detach(), q0)
@@ -193,7 +193,7 @@ def test_each_label_reads_its_own_context(tmp_path):
 
 def test_modes_log_their_terms(tmp_path):
     for mode in ("fewgen", "plain"):
-        rec = _trainer(tmp_path, mode=mode).step(0)
+        rec = _trainer(tmp_path, mode=mode).train_step(0)
         assert rec["L_dist"] is None and math.isfinite(rec["L_DawGen"])
         assert (rec["L_disc"] is None) == (mode == "plain")
 

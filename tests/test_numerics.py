@@ -95,7 +95,7 @@ def test_generator_tuning_stops_or_skips_on_nan(rte, tiny_gpt2, tmp_path, monkey
     _nan_on_call(monkeypatch, mod, "score_targets", {per_step + 1}, field="token_logp")
     cfg.skip_nonfinite = True
     tr = GeneratorTrainer(task, tiny_gpt2, cfg, splits["train"], out_dir=tmp_path / "skip", progress=False)
-    hist = tr.fit()
+    hist = tr.fit().history
     assert [bool(r.get("skipped")) for r in hist] == [False, True, False]
     assert torch.isfinite(tr.Q).all() and all(torch.isfinite(p).all() for p in tr.W.parameters())
 
@@ -109,7 +109,7 @@ def test_skipped_dawgen_batch_leaves_weight_net_untouched(rte, tiny_gpt2, monkey
     cfg = GeneratorConfig(mode="dawgen", max_steps=2, prompt_length=4, max_length=32, batch_size=2,
                           skip_nonfinite=True)
     tr = GeneratorTrainer(task, tiny_gpt2, cfg, splits["train"], progress=False)
-    tr.step(0)
+    tr.train_step(0)
     w0 = {k: v.clone() for k, v in tr.W.state_dict().items()}
     m0 = [{k: v.clone() for k, v in st.items() if torch.is_tensor(v)} for st in tr.opt_w.state_dict()["state"].values()]
     q0 = tr.Q.detach().clone()
@@ -121,7 +121,7 @@ def test_skipped_dawgen_batch_leaves_weight_net_untouched(rte, tiny_gpt2, monkey
         return (loss * float("nan"), l_wgen, l_dist) if len(calls) == 2 else (loss, l_wgen, l_dist)  # 2nd: Q step
 
     monkeypatch.setattr(tr, "dawgen_loss", nan_in_q_step)
-    rec = tr.step(1)
+    rec = tr.train_step(1)
     assert rec["skipped"] == "non-finite L_DawGen" and len(calls) == 2 and math.isfinite(rec["L_disc"])
     assert all(torch.equal(w0[k], v) for k, v in tr.W.state_dict().items())
     m1 = [{k: v for k, v in st.items() if torch.is_tensor(v)} for st in tr.opt_w.state_dict()["state"].values()]

@@ -125,8 +125,8 @@ def test_surgery_conflict_rate_is_logged(tiny_t5):
     train = [{"text": f"item {i}", "label": "1"} for i in range(16)]
     syn = [{"text": f"item {i}", "label": "0"} for i in range(16)]
     res = PromptTrainer(TOY, tiny_t5, cfg, train, train[:4], syn, progress=False).fit()
-    assert res.conflict_rate > 0.5
-    assert sum(r["conflict"] for r in res.history) / 12 == pytest.approx(res.conflict_rate)
+    assert res.stats["conflict_rate"] > 0.5
+    assert sum(r["conflict"] for r in res.history) / 12 == pytest.approx(res.stats["conflict_rate"])
 
 
 def test_balanced_synthetic_batches_deal_labels_in_turn():

@@ -65,7 +65,7 @@ def dawgen_step_ratio(model: str = "tiny-gpt2", batch_size: int = 8, reps: int =
             bb.model.set_attn_implementation("eager")
         cfg = GeneratorConfig(mode=mode, batch_size=batch_size, max_length=max_length, max_steps=10 ** 6)
         tr = GeneratorTrainer(task, bb, cfg, train, progress=False)
-        times[(mode, eager)] = _median_time(lambda tr=tr: tr.step(0), reps)
+        times[(mode, eager)] = _median_time(lambda tr=tr: tr.train_step(0), reps)
     ratio = times[("dawgen", True)] / times[("plain", False)]
     return {"name": "dawgen_step_vs_plain_step", "value": round(ratio, 3), "target": 3.5, "holds": ratio <= 3.5,
             "dawgen_step_s": round(times[("dawgen", True)], 4), "plain_step_s": round(times[("plain", False)], 4),

@@ -49,14 +49,14 @@ def run_generator_tuning(task: Task, data: str | Path, model: str | Backbone, ou
         for name in ("checkpoint.pt", "generator.json", "log.jsonl", "prompts.safetensors", "weight_net.safetensors"):
             (out / name).unlink(missing_ok=True)
     dist.barrier()
-    history = trainer.fit()
-    last = history[-1] if history else {}
+    result = trainer.fit()
+    last = result.history[-1] if result.history else {}
     summary = {"task": task.name, "mode": cfg.mode, "model": model_name, "steps": cfg.max_steps,
                "n_train": len(splits["train"]), "labels": list(task.labels),
                "final": {k: last.get(k) for k in ("L_wGen", "L_disc", "L_dist", "L_DawGen")},
                "trainable_parameters": int(trainer.Q.numel()) + (
                    sum(p.numel() for p in trainer.W.parameters()) if trainer.weighted else 0),
-               "train_seconds": round(time.perf_counter() - t0, 2), "resumed_from_step": trainer.resumed_from,
+               "train_seconds": round(time.perf_counter() - t0, 2), "resumed_from_step": result.resumed_from,
                "out": str(out)}
     if dist.is_main():
         save_generator(out, task, trainer.Q, trainer.W if trainer.weighted else None)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -40,11 +39,11 @@ from torch import nn
 
 from synthpt.core import distributed as dist
 from synthpt.core.batches import Stream
-from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
+from synthpt.core.checkpointing import save_checkpoint
 from synthpt.core.errors import fail
 from synthpt.core.models import Backbone
-from synthpt.core.progress import progress_bar
 from synthpt.core.soft_prompt import init_from_vocab
+from synthpt.core.training import TrainResult, checkpoint_path, resume, run_steps
 from synthpt.generator.config import GeneratorConfig
 from synthpt.generator.encoding import GenEncoder, Scored, score_targets, upcast
 from synthpt.generator.losses import disc_loss, dist_loss, pooled, token_weights, weighted_lm_loss
@@ -101,7 +100,9 @@ def math_attention() -> contextlib.AbstractContextManager:
 
 
 class GeneratorTrainer:
-    """Holds Q (L label prompts), W and their optimizers; ``step`` is one (bi-level) update."""
+    """Holds Q (L label prompts), W and their optimizers; ``train_step`` is one (bi-level) update.
+
+    Keeps the trainer contract of :mod:`synthpt.core.training`."""
 
     def __init__(self, task: Task, bb: Backbone, cfg: GeneratorConfig, train: list[dict],
                  out_dir: str | Path | None = None, progress: bool = True) -> None:
@@ -131,7 +132,7 @@ class GeneratorTrainer:
         self.W = WeightNet(bb.hidden_size, cfg.weight_hidden, cfg.proj_dim, seed=cfg.seed).to(dev)
         self.opt_w = torch.optim.Adam(self.W.parameters(), lr=cfg.meta_lr)
         self._ids: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
-        self.step_no = 0
+        self.global_step = 0
 
     # ---- batches ------------------------------------------------------------------------
     def batch_rows(self, step: int) -> list[int]:
@@ -199,7 +200,7 @@ class GeneratorTrainer:
         _, _, y, s = self.forward_own(step)
         return float(self.dawgen_loss(-s.token_logp, s.hidden, s.mask, y, self.W if self.weighted else None)[0])
 
-    def step(self, step: int) -> dict[str, Any]:
+    def train_step(self, step: int) -> dict[str, Any]:
         """One update of Q (and, in weighted modes, W) on the batch of ``step``."""
         if not self.weighted:
             return self._step(step)
@@ -257,7 +258,7 @@ class GeneratorTrainer:
 
     # ---- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step_no, "Q": self.Q.detach().cpu(), "W": {k: v.cpu() for k, v in self.W.state_dict().items()},
+        return {"step": self.global_step, "Q": self.Q.detach().cpu(), "W": {k: v.cpu() for k, v in self.W.state_dict().items()},
                 "opt_q": self.opt_q.state_dict(), "opt_w": self.opt_w.state_dict(), "config": asdict(self.cfg)}
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
@@ -266,42 +267,17 @@ class GeneratorTrainer:
         self.W.load_state_dict(st["W"])
         self.opt_q.load_state_dict(st["opt_q"])
         self.opt_w.load_state_dict(st["opt_w"])
-        self.step_no = int(st["step"])
+        self.global_step = int(st["step"])
 
     def try_resume(self) -> bool:
-        state = load_checkpoint((None if self.out is None else self.out / "checkpoint.pt"), asdict(self.cfg))
-        if state is None:
-            return False
-        self.load_state_dict(state)
-        return True
+        return resume(self, self.out, asdict(self.cfg))
 
     def save_checkpoint(self) -> None:
-        save_checkpoint((None if self.out is None else self.out / "checkpoint.pt"), self.state_dict())
+        save_checkpoint(checkpoint_path(self.out), self.state_dict())
 
     # ---- the loop ---------------------------------------------------------------------------
-    def fit(self) -> list[dict[str, Any]]:
-        cfg = self.cfg
-        resumed = self.try_resume()
-        start = self.step_no
-        log = open_step_log(self.out, start if resumed else None)
-        bar = progress_bar(total=cfg.max_steps, initial=start, desc=f"generator {self.task.name} [{cfg.mode}]",
-                   disable=not self.progress or not dist.is_main(), dynamic_ncols=True)
-        history: list[dict[str, Any]] = []
-        try:
-            while self.step_no < cfg.max_steps:
-                rec = self.step(self.step_no)
-                self.step_no += 1
-                history.append(rec)
-                if log is not None:
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                bar.set_postfix({"L_DawGen": f"{rec['L_DawGen']:.3f}"})
-                bar.update(1)
-                if self.step_no % cfg.checkpoint_every == 0 and self.step_no < cfg.max_steps:
-                    self.save_checkpoint()
-        finally:
-            bar.close()
-            if log is not None:
-                log.close()
-        self.resumed_from = start if resumed else 0
-        return history
+    def fit(self) -> TrainResult:
+        """Steps to ``max_steps``, resuming from a checkpoint; the last Q and W are the result."""
+        return run_steps(self, max_steps=self.cfg.max_steps, checkpoint_every=self.cfg.checkpoint_every,
+                         out=self.out, desc=f"generator {self.task.name} [{self.cfg.mode}]", progress=self.progress,
+                         postfix=lambda rec: {"L_DawGen": f"{rec['L_DawGen']:.3f}"})

@@ -141,24 +141,25 @@ def run_prompt_tuning(
             (out / name).unlink(missing_ok=True)
     dist.barrier()
     result = trainer.fit()
+    prompt = trainer.best_prompt.detach().cpu()
     train_s = time.perf_counter() - t0
     test = eval_subset(splits["test"], max_eval)
-    test_metrics = evaluate(task, bb, test, result.prompt, cfg.eval_batch_size, max_length=cfg.max_length,
+    test_metrics = evaluate(task, bb, test, prompt, cfg.eval_batch_size, max_length=cfg.max_length,
                             progress=progress, desc="test", encoder=trainer.encoder)
     metrics = {
         "task": task.name, "strategy": cfg.strategy, "gradient_surgery": cfg.gradient_surgery,
         "test": test_metrics, "dev": result.dev_metrics, "best_step": result.best_step,
-        "conflict_rate": result.conflict_rate, "steps": trainer.cfg.max_steps, "n_train": len(splits["train"]),
-        "n_synthetic": len(syn_rows), "trainable_parameters": int(result.prompt.numel()),
+        "conflict_rate": result.stats["conflict_rate"], "steps": trainer.cfg.max_steps, "n_train": len(splits["train"]),
+        "n_synthetic": len(syn_rows), "trainable_parameters": int(prompt.numel()),
         "train_seconds": round(train_s, 2), "processes": dist.world_size(), "resumed_from_step": result.resumed_from, "config_hash": key,
     }
     if filtered is not None:
         metrics["zero_shot_filter"] = filtered
     if dist.is_main():
-        save_peft_prompt(out, result.prompt, bb, extra={"task": task.name, "task_spec": task_record(task),
-                                                        "model": model_name, "config_hash": key})
+        save_peft_prompt(out, prompt, bb, extra={"task": task.name, "task_spec": task_record(task),
+                                                 "model": model_name, "config_hash": key})
         write_json(out / "config.json", {"config": run_cfg, "versions": versions()})
-        write_card(out, task, model_name, bb.name_or_path, tuple(result.prompt.shape), metrics=metrics,
+        write_card(out, task, model_name, bb.name_or_path, tuple(prompt.shape), metrics=metrics,
                    train=run_cfg["train"], data=data, synthetic=syn_name,
                    counts={"train": len(splits["train"]), "dev": len(splits["dev"]), "synthetic": len(syn_rows)})
         write_json(metrics_path, metrics)

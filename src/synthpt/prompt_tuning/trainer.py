@@ -13,9 +13,8 @@ Dev evaluation keeps the best prompt; checkpoints make any kill resumable bit fo
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,14 @@ import torch
 import torch.nn.functional as F
 
 from synthpt.core import distributed as dist
-from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
+from synthpt.core.checkpointing import save_checkpoint
 from synthpt.core.classify import evaluate
 from synthpt.core.errors import fail
 from synthpt.core.knobs import choose, knob
 from synthpt.core.models import Backbone
-from synthpt.core.progress import progress_bar
 from synthpt.core.scoring import Encoder, label_logprobs
+from synthpt.core.soft_prompt import init_from_vocab
+from synthpt.core.training import TrainResult, checkpoint_path, resume, run_steps
 from synthpt.prompt_tuning.steps import data_steps_config
 from synthpt.prompt_tuning.strategies import BatchPlan, Strategy
 from synthpt.prompt_tuning.surgery import combine
@@ -112,16 +112,6 @@ class PromptTrainerConfig:
             raise fail("--gradient-surgery needs --strategy paired (a real and a synthetic batch per step)")
 
 
-@dataclass
-class TrainResult:
-    prompt: torch.Tensor  # the best prompt on the dev set
-    best_step: int
-    dev_metrics: dict[str, float]
-    conflict_rate: float
-    history: list[dict[str, Any]] = field(default_factory=list)
-    resumed_from: int = 0
-
-
 def _lr_lambda(cfg: PromptTrainerConfig):
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -146,8 +136,6 @@ class PromptTrainer:
         self.progress = progress
         self.encoder = Encoder(task, backbone, cfg.max_length, cfg.prompt_length)
         if init_prompt is None:
-            from synthpt.core.soft_prompt import init_from_vocab
-
             init_prompt = init_from_vocab(backbone, cfg.prompt_length, cfg.seed)
         if init_prompt.shape[0] != cfg.prompt_length:
             raise fail(f"initial prompt has {init_prompt.shape[0]} tokens, config asks for {cfg.prompt_length}")
@@ -160,7 +148,7 @@ class PromptTrainer:
                               cfg.syn_batch_size or cfg.batch_size, cfg.max_steps, cfg.seed, cfg.phase_split,
                               syn_labels=self.labels["syn"] if cfg.balance_synthetic and self.syn else None)
         self._ids: dict[tuple[str, int], list[int]] = {}
-        self.step = 0
+        self.global_step = 0
         self.best_score, self.best_step = -math.inf, -1
         self.best_prompt = self.prompt.detach().clone()
         self.best_dev: dict[str, float] = {}
@@ -245,17 +233,17 @@ class PromptTrainer:
 
     def _maybe_keep_best(self) -> None:
         if not self.dev:
-            self.best_prompt, self.best_step = self.prompt.detach().clone(), self.step
+            self.best_prompt, self.best_step = self.prompt.detach().clone(), self.global_step
             return
         m = self.evaluate_dev()
         score = m[self.task.metrics[0]]
         if score > self.best_score:
-            self.best_score, self.best_step, self.best_dev = score, self.step, m
+            self.best_score, self.best_step, self.best_dev = score, self.global_step, m
             self.best_prompt = self.prompt.detach().clone()
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "step": self.step, "prompt": self.prompt.detach().cpu(), "optimizer": self.opt.state_dict(),
+            "step": self.global_step, "prompt": self.prompt.detach().cpu(), "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(), "best_score": self.best_score, "best_step": self.best_step,
             "best_prompt": self.best_prompt.cpu(), "best_dev": self.best_dev, "conflicts": self.conflicts,
             "paired_steps": self.paired_steps, "config": asdict(self.cfg),
@@ -266,57 +254,36 @@ class PromptTrainer:
             self.prompt.copy_(st["prompt"].to(self.prompt.device))
         self.opt.load_state_dict(st["optimizer"])
         self.sched.load_state_dict(st["scheduler"])
-        self.step, self.best_score, self.best_step = st["step"], st["best_score"], st["best_step"]
+        self.global_step, self.best_score, self.best_step = st["step"], st["best_score"], st["best_step"]
         self.best_prompt = st["best_prompt"].to(self.prompt.device)
         self.best_dev = dict(st["best_dev"])
         self.conflicts, self.paired_steps = st["conflicts"], st["paired_steps"]
 
-    def _ckpt_path(self) -> Path | None:
-        return None if self.out is None else self.out / "checkpoint.pt"
-
     def save_checkpoint(self) -> None:
-        save_checkpoint(self._ckpt_path(), self.state_dict())
+        save_checkpoint(checkpoint_path(self.out), self.state_dict())
 
     def try_resume(self) -> bool:
-        state = load_checkpoint(self._ckpt_path(), asdict(self.cfg))
-        if state is None:
-            return False
-        self.load_state_dict(state)
-        return True
+        return resume(self, self.out, asdict(self.cfg))
 
     # ---- the loop ----------------------------------------------------------------------
     def fit(self) -> TrainResult:
+        """Steps to ``max_steps`` (resuming from a checkpoint), evaluating on dev every ``eval_every``."""
         cfg = self.cfg
-        resumed = self.try_resume()
-        start = self.step
-        history: list[dict[str, Any]] = []
-        log = open_step_log(self.out, start if resumed else None)
-        bar = progress_bar(total=cfg.max_steps, initial=start, desc=f"prompt-tune {self.task.name} [{cfg.strategy}]",
-                   disable=not self.progress or not dist.is_main(), dynamic_ncols=True)
-        try:
-            while self.step < cfg.max_steps:
-                rec = self.train_step(self.step)
-                self.step += 1
-                if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
-                    self._maybe_keep_best()
-                    rec["dev_best"] = self.best_score
-                history.append(rec)
-                if log is not None:
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                post = {"loss": f"{rec['loss']:.3f}"}
-                if self.paired_steps:
-                    post["conflict"] = f"{self.conflicts / self.paired_steps:.2f}"
-                bar.set_postfix(post)
-                bar.update(1)
-                if self.step % cfg.checkpoint_every == 0 and self.step < cfg.max_steps:
-                    self.save_checkpoint()
-        finally:
-            bar.close()
-            if log is not None:
-                log.close()
-        return TrainResult(
-            prompt=self.best_prompt.detach().cpu(), best_step=self.best_step, dev_metrics=self.best_dev,
-            conflict_rate=self.conflicts / self.paired_steps if self.paired_steps else 0.0,
-            history=history, resumed_from=start if resumed else 0,
-        )
+
+        def on_step(rec: dict[str, Any]) -> None:
+            if self.global_step % cfg.eval_every == 0 or self.global_step == cfg.max_steps:
+                self._maybe_keep_best()
+                rec["dev_best"] = self.best_score
+
+        def postfix(rec: dict[str, Any]) -> dict[str, str]:
+            post = {"loss": f"{rec['loss']:.3f}"}
+            if self.paired_steps:
+                post["conflict"] = f"{self.conflicts / self.paired_steps:.2f}"
+            return post
+
+        res = run_steps(self, max_steps=cfg.max_steps, checkpoint_every=cfg.checkpoint_every, out=self.out,
+                        desc=f"prompt-tune {self.task.name} [{cfg.strategy}]", progress=self.progress,
+                        on_step=on_step, postfix=postfix)
+        res.best_step, res.dev_metrics = self.best_step, self.best_dev
+        res.stats["conflict_rate"] = self.conflicts / self.paired_steps if self.paired_steps else 0.0
+        return res

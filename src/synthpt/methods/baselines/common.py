@@ -179,9 +179,10 @@ def train_source_prompt(ctx: Context, task: Any, rows: list[dict[str, Any]], cfg
     trainer = PromptTrainer(task, bb, cfg, rows, [], out_dir=target, progress=ctx.progress)
     result = trainer.fit()
     if dist.is_main():
-        save_peft_prompt(target, result.prompt, bb, extra={"source_task": task.name, "task_spec": task_record(task),
-                                                           "model": ctx.model})
-        write_card(target, task, ctx.model, bb.name_or_path, tuple(result.prompt.shape), train=dataclasses.asdict(cfg),
+        prompt = trainer.best_prompt.detach().cpu()
+        save_peft_prompt(target, prompt, bb, extra={"source_task": task.name, "task_spec": task_record(task),
+                                                    "model": ctx.model})
+        write_card(target, task, ctx.model, bb.name_or_path, tuple(prompt.shape), train=dataclasses.asdict(cfg),
                    counts={"train": len(rows), "dev": 0}, note=f"A transfer source: trained on {len(rows)} "
                    f"rows of `{task.name}` for {cfg.max_steps} steps; few-shot prompt tuning on `{ctx.task.name}` "
                    "starts from it.")
