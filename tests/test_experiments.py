@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from synthpt.core import cache as stages
 from synthpt.core.errors import SynthptError
 from synthpt.experiments.config import Settings, load_settings, parse_settings
 from synthpt.experiments.tables import build_table, caption, to_csv, to_latex, to_markdown
@@ -110,9 +109,8 @@ def test_run_pipeline_caches_each_stage(tmp_path, data_dir, fake_gen):
     assert (out / "synthetic.report.md").is_file() and (out / "synthetic.report.png").is_file()
     assert fake_gen == ["tune", "generate"]
 
-    before = dict(stages.STAGE_RUNS)
     r2 = run_pipeline(get_task("mrpc"), 42, data_dir, out, _settings(), method="ours", progress=False)
-    assert dict(stages.STAGE_RUNS) == before and fake_gen == ["tune", "generate"]  # nothing redone
+    assert fake_gen == ["tune", "generate"]  # nothing redone
     assert r2["test"] == r1["test"] and all(s["status"] == "cached" for s in r2["stages"])
 
     st = _settings()
@@ -205,9 +203,9 @@ def test_grid_caching_and_resume(tmp_path, data_dir, fake_gen, monkeypatch):
     files = {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("*") if p.is_file()}
 
     # a rerun does no work: no cell, no stage, no file of the cache is touched
-    n_cells, n_stages = len(grid.CELL_RUNS), dict(stages.STAGE_RUNS)
-    grid.run_experiment(_settings(), data_dir, out, progress=False)
-    assert len(grid.CELL_RUNS) == n_cells and dict(stages.STAGE_RUNS) == n_stages
+    assert res["computed"] == [("rte", 13, "pt"), ("rte", 13, "ours")]
+    again = grid.run_experiment(_settings(), data_dir, out, progress=False)
+    assert again["computed"] == []  # stages run only inside a computed cell
     assert {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("*") if p.is_file()} == files
     assert (out / "table.md").read_text() == md
 
@@ -225,9 +223,9 @@ def test_grid_caching_and_resume(tmp_path, data_dir, fake_gen, monkeypatch):
         grid.run_experiment(_settings(), data_dir, out2, progress=False)
     assert not (out2 / "table.md").exists()
     monkeypatch.setattr(PromptTuningMethod, "run", real_run)
-    n_cells = len(grid.CELL_RUNS)
-    grid.run_experiment(_settings(), data_dir, out2, progress=False)
-    assert grid.CELL_RUNS[n_cells:] == [("rte", 13, "ours")]
+    res = grid.run_experiment(_settings(), data_dir, out2, progress=False)
+    assert res["computed"] == [("rte", 13, "ours")]
+    assert [s["status"] for s in res["records"][1]["stages"]][-1] == "ran"
     assert (out2 / "table.md").read_text() == md
     assert (out2 / "table.csv").read_text() == (out / "table.csv").read_text()
 
@@ -236,9 +234,8 @@ def test_grid_caching_and_resume(tmp_path, data_dir, fake_gen, monkeypatch):
         grid.run_experiment(_settings(), data_dir, out2, seeds=[99], progress=False)
 
     # --methods may add a registered method that the config does not list: only its cell runs
-    n_cells = len(grid.CELL_RUNS)
     res = grid.run_experiment(_settings(), data_dir, out2, methods=["pt+gold", "pt"], progress=False)
-    assert grid.CELL_RUNS[n_cells:] == [("rte", 13, "pt+gold")]
+    assert res["computed"] == [("rte", 13, "pt+gold")]
     assert [r["method"] for r in res["records"]] == ["pt", "pt+gold"]
     assert "| PT + held-out gold rows (oracle) |" in (out2 / "table.md").read_text()
     with pytest.raises(SynthptError, match="neither rows of the config .* nor registered methods"):

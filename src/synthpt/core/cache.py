@@ -10,8 +10,7 @@ file) and a *marker* (a small JSON file) that records the config hash, the statu
 - marker with another hash (a knob changed): the target is deleted and the stage reruns;
   stages after it change hash too, because their config includes this stage's hash.
 
-``STAGE_RUNS`` counts the stage functions actually called in this process (tests use it
-as a timing-free "did any work" signal).
+:class:`StageResult` says which: ``ran`` is False when the stage was read back.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +25,6 @@ from typing import Any
 
 from synthpt.core.io import write_json
 from synthpt.core.runinfo import config_hash
-
-STAGE_RUNS: Counter[str] = Counter()
 
 
 @dataclass
@@ -73,7 +69,6 @@ def run_stage(name: str, target: Path, marker: Path, key_cfg: dict[str, Any],
         restart = True
     marker.parent.mkdir(parents=True, exist_ok=True)
     write_json(marker, {"stage": name, "key": key, "status": "running", "config": key_cfg})
-    STAGE_RUNS[name] += 1
     t0 = time.perf_counter()
     result = fn(restart) or {}
     seconds = round(time.perf_counter() - t0, 2)

@@ -39,8 +39,6 @@ from synthpt.experiments.config import SECTIONS, MethodRow, Settings
 from synthpt.experiments.pipeline import make_context, stage_summary
 from synthpt.experiments.sweep import point_settings, sweep_points
 
-CELL_RUNS: list[tuple[str, int, str]] = []  # cells computed in this process (tests read it)
-
 
 def slug(name: str) -> str:
     s = re.sub(r"[^A-Za-z0-9._@-]+", "_", name).strip("_") or "x"
@@ -69,7 +67,8 @@ def cell_key(row: MethodRow, method: Any, st: Settings, task: Any, seed: int) ->
 
 
 def run_cell(st: Settings, row: MethodRow, task: Any, seed: int, data_dir: str | Path | None, out: Path,
-             progress: bool = True, point: str | None = None) -> dict[str, Any]:
+             progress: bool = True, point: str | None = None) -> tuple[dict[str, Any], bool]:
+    """The cell's record, and whether this call computed it (False: read back from its JSON)."""
     from synthpt.methods import get_method
 
     method = get_method(row.method)
@@ -81,10 +80,9 @@ def run_cell(st: Settings, row: MethodRow, task: Any, seed: int, data_dir: str |
         try:
             rec = json.loads(path.read_text())
             if rec.get("key") == key:
-                return rec
+                return rec, False
         except ValueError:
             pass
-    CELL_RUNS.append((task.name, seed, row.name))
     ctx = make_context(st, row, task, seed, data_dir, out / "cache", layout="cache", progress=progress)
     t0 = time.perf_counter()
     metrics = method.run(ctx)
@@ -98,7 +96,7 @@ def run_cell(st: Settings, row: MethodRow, task: Any, seed: int, data_dir: str |
            "trainable_parameters": params, "runs": runs, "stages": stage_summary(ctx),
            "seconds": round(time.perf_counter() - t0, 2)}
     write_json(path, rec)
-    return rec
+    return rec, True
 
 
 def _inside(path: str | None, out: Path) -> str | None:
@@ -131,7 +129,10 @@ def select_rows(rows: list[MethodRow], methods: list[str]) -> list[MethodRow]:
 def run_experiment(st: Settings, data_dir: str | Path | None, out: str | Path, tasks: list[str] | None = None,
                    seeds: list[int] | None = None, methods: list[str] | None = None,
                    progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the grid, then write tables and plots.  Returns a summary dict."""
+    """Run (or resume) the grid, then write tables and plots.
+
+    Returns a summary: ``cells`` (how many the grid has), ``computed`` (the ``(task, seed, method)``
+    cells this call computed, in order, led by the point's label in a sweep; the others were read back), ``seconds``, ``files``, ``records``."""
     from synthpt.tasks import resolve_task
 
     out = Path(out)
@@ -160,12 +161,15 @@ def run_experiment(st: Settings, data_dir: str | Path | None, out: str | Path, t
     # points outermost: the cheap end of a data-scale curve has its tables first
     settings = [(p, point_settings(st, p)) for p in points] or [(None, st)]
     cells = [(p, pst, t, s, r) for p, pst in settings for t in task_objs for s in seed_list for r in rows]
-    records = []
+    records, computed = [], []
     t0 = time.perf_counter()
     bar = progress_bar(cells, desc="grid", unit="cell", disable=not progress, dynamic_ncols=True, position=0)
     for p, pst, t, s, r in bar:
         bar.set_postfix_str(f"{p.label + ' ' if p else ''}{t.name} seed {s} {r.name}")
-        records.append(run_cell(pst, r, t, s, data_dir, out, progress=progress, point=p.label if p else None))
+        rec, ran = run_cell(pst, r, t, s, data_dir, out, progress=progress, point=p.label if p else None)
+        records.append(rec)
+        if ran:
+            computed.append((t.name, s, r.name) if p is None else (p.label, t.name, s, r.name))
     bar.close()
     tasks_done = [t.name for t in task_objs]
     written = []
@@ -179,7 +183,7 @@ def run_experiment(st: Settings, data_dir: str | Path | None, out: str | Path, t
         from synthpt.experiments.sweep import write_sweep_outputs
 
         written += write_sweep_outputs(st, points, records, tasks_done, rows, out)
-    return {"cells": len(cells), "seconds": round(time.perf_counter() - t0, 2), "files": written,
+    return {"cells": len(cells), "computed": computed, "seconds": round(time.perf_counter() - t0, 2), "files": written,
             "records": records}
 
 
