@@ -103,19 +103,22 @@ def test_icl_encoder_keeps_the_query_and_fits(tiny_t5) -> None:
 @pytest.mark.parametrize("kind", ["classifier", "prompt", "prompt+soft"])
 def test_finetuning_updates_all_weights(ctx_factory, kind: str) -> None:
     from synthpt.methods.baselines.common import count_trainable, splits
-    from synthpt.methods.baselines.finetune import FineTuneMethod, ft_options
+    from synthpt.methods.baselines.finetune import FineTuneMethod, FineTuneTrainer, ft_options
 
     ctx = ctx_factory("mrpc")
-    method = FineTuneMethod("x", "x", kind=kind)
-    loop = method.loop(ctx)
-    before = {k: v.detach().clone() for k, v in loop.model.named_parameters()}
-    total = sum(p.numel() for p in {id(p): p for p in loop.model.parameters()}.values())
-    assert count_trainable(loop.model) == total
+    opts = ft_options(ctx)
+    net = FineTuneMethod("x", "x", kind=kind).net(ctx, opts)
+    before = {k: v.detach().clone() for k, v in net.model.named_parameters()}
+    prompt0 = None if net.prompt is None else net.prompt.detach().clone()
+    total = sum(p.numel() for p in {id(p): p for p in net.model.parameters()}.values())
+    assert count_trainable(net.model) == total
     parts = splits(ctx)
-    params = [{"params": list(loop.model.parameters()), "lr": ft_options(ctx)["lr"]}]
-    loop.fit(loop.model, params, parts["train"], parts["dev"])
-    unchanged = [k for k, v in loop.model.named_parameters() if torch.equal(v.detach(), before[k])]
+    res = FineTuneTrainer(ctx.task, net, opts, ctx.seed, parts["train"], parts["dev"]).fit()
+    assert (res.global_step, res.steps_run, res.resumed_from) == (2, 2, 0) and len(res.history) == 2
+    unchanged = [k for k, v in net.model.named_parameters() if torch.equal(v.detach(), before[k])]
     assert not unchanged, f"{kind}: weights not updated: {unchanged}"
+    assert (prompt0 is None) == (kind != "prompt+soft")
+    assert prompt0 is None or not torch.equal(prompt0, net.prompt.detach())
 
 
 def test_finetuning_methods_run(ctx_factory) -> None:

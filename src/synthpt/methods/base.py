@@ -79,8 +79,10 @@ class Context:
         base = self.cache_dir / kind / f"{slug}-{config_hash(key_cfg)}"
         return base, base / "stage.json"
 
-    def _stage(self, kind: str, slug: str, key_cfg: dict[str, Any], run_target: str, fn: Any,
+    def stage(self, kind: str, slug: str, key_cfg: dict[str, Any], run_target: str, fn: Any,
                file_target: str | None = None, extra: tuple[str, ...] = ()) -> StageResult:
+        """Run (or read back) the stage ``kind``: ``fn(target, restart)`` builds ``target``; the
+        result is cached by ``key_cfg`` and recorded in ``self.stages``."""
         base, marker = self._paths(kind, slug, key_cfg, run_target)
         target = base / file_target if (file_target and self.layout == "cache") else base
         res = run_stage(kind, target, marker, key_cfg, lambda restart: fn(target, restart),
@@ -103,7 +105,7 @@ class Context:
                 return {"fingerprint": file_fingerprint(files), "counts": meta.get("counts"),
                         "source": meta.get("source")}
 
-            self._split = self._stage("split", f"{self.task.name}-k{self.k}-s{self.seed}", key_cfg, "split", build)
+            self._split = self.stage("split", f"{self.task.name}-k{self.k}-s{self.seed}", key_cfg, "split", build)
         return self._split
 
     @property
@@ -138,7 +140,7 @@ class Context:
             return gen.run_generator_tuning(self.task, str(self.split_dir), self.generator_model, str(target), cfg,
                                             restart=restart, progress=self.progress)
 
-        return self._stage("generator", f"{self.task.name}-{mode}-s{self.seed}", key_cfg, "generator", build)
+        return self.stage("generator", f"{self.task.name}-{mode}-s{self.seed}", key_cfg, "generator", build)
 
     def synthetic(self, mode: str, generator_knobs: dict[str, Any] | None = None,
                   generation_knobs: dict[str, Any] | None = None) -> Path:
@@ -153,7 +155,7 @@ class Context:
             return gen.run_generation(str(g.target), str(target), cfg, data=str(self.split_dir), restart=restart,
                                       progress=self.progress)
 
-        res = self._stage("synthetic", f"{self.task.name}-{mode}-s{self.seed}", key_cfg, "synthetic.jsonl", build,
+        res = self.stage("synthetic", f"{self.task.name}-{mode}-s{self.seed}", key_cfg, "synthetic.jsonl", build,
                           file_target="synthetic.jsonl", extra=(".report.json",))
         return res.target
 
@@ -179,7 +181,7 @@ class Context:
             write_jsonl(target, rows)
             return {"rows": len(rows), "fingerprint": file_fingerprint([target])}
 
-        res = self._stage("synthetic", f"{self.task.name}-heldout-s{self.seed}", key_cfg, "heldout.jsonl", build,
+        res = self.stage("synthetic", f"{self.task.name}-heldout-s{self.seed}", key_cfg, "heldout.jsonl", build,
                           file_target="synthetic.jsonl")
         return res.target
 
@@ -241,7 +243,7 @@ class Context:
                                      max_eval=self.max_eval, restart=restart, progress=self.progress)
 
         slug = f"{self.task.name}-{tag or cfg.strategy}{'-gs' if cfg.gradient_surgery else ''}-s{self.seed}"
-        res = self._stage("prompt", slug, key_cfg, "prompt", build)
+        res = self.stage("prompt", slug, key_cfg, "prompt", build)
         self.runs.append({"dir": str(res.target), "strategy": cfg.strategy,
                           "gradient_surgery": cfg.gradient_surgery, "synthetic": str(synthetic) if synthetic else None})
         return res.result
