@@ -149,12 +149,14 @@ def source_cost(res: Any) -> dict[str, Any]:
 
 def source_pt_config(ctx: Context, steps: int, seed: int) -> Any:
     """The cell's prompt-tuning config (same prompt length, lr, batch size, max length) with
-    the source stage's step budget and seed; no dev selection (the last prompt is kept)."""
+    the source stage's step budget and seed; no dev selection (the last prompt is kept).  A
+    checkpoint every ``source_checkpoint_every`` steps (default: every 100, at most ``steps``)."""
     import dataclasses
 
     cfg = ctx.prompt_tuning_config(strategy="real", gradient_surgery=False)
-    return dataclasses.replace(cfg, max_steps=steps, eval_every=steps, checkpoint_every=max(1, min(steps, 100)),
-                               seed=seed, warmup_steps=0)
+    every = int(option(ctx, "source_checkpoint_every", max(1, min(steps, 100))))
+    return dataclasses.replace(cfg, max_steps=steps, eval_every=steps, checkpoint_every=every, seed=seed,
+                               warmup_steps=0)
 
 
 def pt_key(cfg: Any) -> dict[str, Any]:

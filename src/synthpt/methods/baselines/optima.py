@@ -42,15 +42,21 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from synthpt.core import distributed as dist
+from synthpt.core.checkpointing import rng_state, save_checkpoint, set_rng_state
 from synthpt.core.errors import fail
 from synthpt.core.models import Backbone
+from synthpt.core.saving import save_peft_prompt
+from synthpt.core.scoring import Encoder, label_logprobs, pad_right
+from synthpt.core.soft_prompt import init_from_vocab
+from synthpt.core.training import TrainResult, checkpoint_path, resume, run_steps
 from synthpt.methods import register
 from synthpt.methods.base import Context
 from synthpt.methods.baselines.common import TransferMethod, frozen_backbone, option, source_prompt
@@ -158,13 +164,17 @@ def optima_config(ctx: Context) -> OptimaConfig:
 
 
 class OptimaTrainer:
-    """Phase 1: source CE + discriminator-weighted adversarial consistency on source and target."""
+    """Phase 1: source CE + discriminator-weighted adversarial consistency on source and target.
+
+    Keeps the trainer contract of :mod:`synthpt.core.training`.  Rows are drawn from one seeded
+    stream (``random.Random``) and the perturbations' noise from one ``torch.Generator``; both
+    states are in the checkpoint, so a resumed run draws what an uninterrupted one draws.  Under
+    several processes every process runs the whole batch (replicated: one process's result)."""
 
     def __init__(self, bb: Backbone, src_task: Any, tgt_task: Any, src_rows: list[dict], tgt_rows: list[dict],
-                 pt_cfg: Any, oc: OptimaConfig) -> None:
-        from synthpt.core.scoring import Encoder
-        from synthpt.core.soft_prompt import init_from_vocab
-
+                 pt_cfg: Any, oc: OptimaConfig, out_dir: str | Path | None = None, progress: bool = False) -> None:
+        self.out = Path(out_dir) if out_dir else None
+        self.progress = progress
         self.bb = PerturbableBackbone(bb.model, bb.tokenizer, bb.name_or_path, bb.is_seq2seq)
         self.pt, self.oc = pt_cfg, oc
         self.src_enc = Encoder(src_task, self.bb, pt_cfg.max_length, pt_cfg.prompt_length)
@@ -179,6 +189,8 @@ class OptimaTrainer:
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=oc.disc_lr)
         self.gen = torch.Generator().manual_seed(oc.seed)
         self.rng = random.Random(oc.seed)
+        self.global_step = 0
+        self.tail: list[dict[str, float]] = []  # the last 10 records (the stage reports their mean)
 
     def ids(self, side: str, i: int) -> list[int]:
         if (side, i) not in self._ids:
@@ -187,8 +199,6 @@ class OptimaTrainer:
         return self._ids[(side, i)]
 
     def features(self, ids: list[list[int]]) -> torch.Tensor:
-        from synthpt.core.scoring import pad_right
-
         x, m = pad_right(ids, self.bb.tokenizer.pad_token_id)
         x, m = x.to(self.bb.device), m.to(self.bb.device).float()
         with torch.no_grad():
@@ -197,8 +207,6 @@ class OptimaTrainer:
 
     def regulariser(self, enc: Any, ids: list[list[int]], clean: torch.Tensor, base: torch.Tensor,
                     mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        from synthpt.core.scoring import label_logprobs
-
         def score(d: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
             self.bb.delta = d
             try:
@@ -211,8 +219,6 @@ class OptimaTrainer:
         return consistency(lambda d: score(d, self.prompt), clean, delta, weights)
 
     def clean_pass(self, enc: Any, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from synthpt.core.scoring import label_logprobs
-
         self.bb.record = []
         try:
             logp = label_logprobs(enc, ids, self.prompt)
@@ -221,7 +227,9 @@ class OptimaTrainer:
             self.bb.record = None
         return logp, base, padded != self.bb.tokenizer.pad_token_id
 
-    def step(self) -> dict[str, float]:
+    def train_step(self, step: int) -> dict[str, Any]:
+        """One update of the discriminator and the prompt; the rows come from the seeded stream
+        (``step`` only labels the record)."""
         bs = self.pt.batch_size
         si = [self.rng.randrange(len(self.src_rows)) for _ in range(bs)]
         ti = [self.rng.randrange(len(self.tgt_rows)) for _ in range(bs)]
@@ -251,20 +259,47 @@ class OptimaTrainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"loss": loss.item(), "ce": ce.item(), "reg": reg.item(), "disc": loss_d.item(),
-                "w_src": float(w_s.mean()), "w_tgt": float(w_t.mean())}
+        rec = {"loss": loss.item(), "ce": ce.item(), "reg": reg.item(), "disc": loss_d.item(),
+               "w_src": float(w_s.mean()), "w_tgt": float(w_t.mean())}
+        self.tail = [*self.tail, rec][-10:]
+        return {"step": step + 1, **rec}
 
-    def fit(self, progress: bool = False) -> list[dict[str, float]]:
-        from synthpt.core.progress import progress_bar
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.global_step, "prompt": self.prompt.detach().cpu(),
+                "disc": {k: v.cpu() for k, v in self.disc.state_dict().items()}, "opt": self.opt.state_dict(),
+                "opt_d": self.opt_d.state_dict(), "gen": self.gen.get_state(), "rng": self.rng.getstate(),
+                "torch_rng": rng_state(), "tail": self.tail, "config": self._config()}
 
-        hist = []
-        for _ in progress_bar(range(self.oc.steps), desc="optima", disable=not progress, leave=False):
-            hist.append(self.step())
-        return hist
+    def load_state_dict(self, st: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.prompt.copy_(st["prompt"].to(self.prompt.device))
+        self.disc.load_state_dict(st["disc"])
+        self.opt.load_state_dict(st["opt"])
+        self.opt_d.load_state_dict(st["opt_d"])
+        self.gen.set_state(st["gen"])
+        self.rng.setstate(st["rng"])
+        set_rng_state(st["torch_rng"])
+        self.global_step, self.tail = int(st["step"]), [dict(r) for r in st["tail"]]
+
+    def _config(self) -> dict[str, Any]:
+        return {"optima": asdict(self.oc), "prompt_tuning": asdict(self.pt), "n_source": len(self.src_rows),
+                "n_target": len(self.tgt_rows)}
+
+    def save_checkpoint(self) -> None:
+        save_checkpoint(checkpoint_path(self.out), self.state_dict())
+
+    def try_resume(self) -> bool:
+        return resume(self, self.out, self._config())
+
+    def fit(self) -> TrainResult:
+        """Phase 1 to ``optima_steps`` (resuming from a checkpoint); the last prompt is the result."""
+        res = run_steps(self, max_steps=self.oc.steps, checkpoint_every=self.pt.checkpoint_every, out=self.out,
+                        desc="optima", progress=self.progress, postfix=lambda rec: {"loss": f"{rec['loss']:.3f}"})
+        res.stats.update({k: sum(r[k] for r in self.tail) / len(self.tail) for k in self.tail[0]} if self.tail else {})
+        return res
 
 
 def optima_source(ctx: Context) -> Any:
-    from synthpt.core.saving import save_peft_prompt
     from synthpt.data import load_official
     from synthpt.prompt_tuning.card import write_card
     from synthpt.tasks import task_record
@@ -276,20 +311,24 @@ def optima_source(ctx: Context) -> Any:
         rng = random.Random(oc.seed)
         unl = rng.sample(pool, min(oc.unlabeled, len(pool)))
         bb = frozen_backbone(ctx.model)
-        tr = OptimaTrainer(bb, src, ctx.task, rows, unl, pt_cfg, oc)
-        hist = tr.fit(ctx.progress)
-        prompt = tr.prompt.detach().cpu()
-        save_peft_prompt(target, prompt, bb, extra={"source_task": src.name, "target_task": ctx.task.name,
-                                                    "task_spec": task_record(src), "model": ctx.model})
-        write_card(target, src, ctx.model, bb.name_or_path, tuple(prompt.shape), counts={"train": len(rows), "dev": 0},
-                   note=f"An OPTIMA transfer source: {oc.steps} steps on {len(rows)} rows of `{src.name}` and "
-                   f"{len(unl)} unlabelled `{ctx.task.name}` texts; few-shot prompt tuning on `{ctx.task.name}` "
-                   "starts from it.")
-        tail = hist[-10:]
-        mean = {k: sum(h[k] for h in tail) / len(tail) for k in tail[0]} if tail else {}
+        tr = OptimaTrainer(bb, src, ctx.task, rows, unl, pt_cfg, oc, out_dir=target, progress=ctx.progress)
+        res = tr.fit()
+        mean = res.stats
+        if dist.is_main():
+            prompt = tr.prompt.detach().cpu()
+            save_peft_prompt(target, prompt, bb, extra={"source_task": src.name, "target_task": ctx.task.name,
+                                                        "task_spec": task_record(src), "model": ctx.model})
+            write_card(target, src, ctx.model, bb.name_or_path, tuple(prompt.shape),
+                       counts={"train": len(rows), "dev": 0},
+                       note=f"An OPTIMA transfer source: {oc.steps} steps on {len(rows)} rows of `{src.name}` and "
+                       f"{len(unl)} unlabelled `{ctx.task.name}` texts; few-shot prompt tuning on `{ctx.task.name}` "
+                       "starts from it.")
+            (target / "checkpoint.pt").unlink(missing_ok=True)
+        dist.barrier()
         return {"steps": oc.steps, "n_examples": len(rows), "n_unlabeled": len(unl), "source_task": src.name,
                 "final_loss": mean.get("loss"), "last": mean,
-                "discriminator_parameters": sum(p.numel() for p in tr.disc.parameters())}
+                "discriminator_parameters": sum(p.numel() for p in tr.disc.parameters()),
+                "resumed_from_step": res.resumed_from}
 
     return source_prompt(ctx, "optima-adapt", "optima-{src}-{target}-{model}", oc.steps, oc.seed, oc.source_examples,
                          build, target_task=ctx.task.to_dict(), optima=oc.__dict__)
