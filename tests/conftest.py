@@ -88,6 +88,28 @@ def run_and_kill():
     return _run_and_kill
 
 
+def _baseline_args(method: str, data_dir: Path, out: Path) -> list[str]:
+    """``synthpt run`` arguments of a baseline with a tiny budget: 12 steps of FT / PFT (checkpoint
+    every 2) or of OPTIMA's adaptation phase (checkpoint every 2), then 2 steps of prompt tuning."""
+    common = ["run", "--task", "rte", "--method", method, "--data-dir", str(data_dir), "--model", "tiny-t5",
+              "--k", "8", "--max-eval", "16", "--seed", "1", "--quiet", "--out", str(out)]
+    knobs = {"prompt_tuning.max_length": 64, "prompt_tuning.prompt_length": 4}
+    if method == "optima":
+        knobs.update({"options.optima_steps": 12, "options.source_checkpoint_every": 2, "options.source_examples": 24,
+                      "options.optima_unlabeled": 16, "prompt_tuning.max_steps": 2, "prompt_tuning.eval_every": 2,
+                      "prompt_tuning.batch_size": 4})
+    else:
+        knobs.update({"options.ft_steps": 12, "options.ft_eval_every": 4, "options.ft_checkpoint_every": 2,
+                      "options.ft_batch_size": 4, "options.ft_lr": 1e-3})
+    return common + [arg for k, v in knobs.items() for arg in ("--set", f"{k}={v}")]
+
+
+@pytest.fixture(scope="session")
+def baseline_args():
+    """The baselines' tiny ``synthpt run`` (resume and two-process tests)."""
+    return _baseline_args
+
+
 @pytest.fixture
 def deterministic_kernels(monkeypatch: pytest.MonkeyPatch):
     """SYNTHPT_DETERMINISTIC=1 for the commands a test runs (in process or as subprocesses), and the

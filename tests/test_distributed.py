@@ -121,3 +121,39 @@ def test_generator_tune_two_processes(rte_split, tmp_path):
     w = load_file(str(out / "weight_net.safetensors"))
     assert all(bool(t.isfinite().all()) for t in [*q.values(), *w.values()])
     assert read_generator_meta(out)["task"]["name"] == "rte"
+
+
+@pytest.mark.parametrize("method", ["pft+sp", "optima"])
+def test_baseline_two_processes_equals_one(method, data_dir, tmp_path, baseline_args):
+    """FT / PFT and OPTIMA's adaptation phase run replicated: two processes give the one-process
+    numbers at every step, write their log once, and the prompt tuning after OPTIMA is sharded."""
+    _run([sys.executable, "-m", "synthpt", *baseline_args(method, data_dir, tmp_path / "one")])
+    _run(_launch(*baseline_args(method, data_dir, tmp_path / "two")))
+    one, two = (json.loads((tmp_path / d / "metrics.json").read_text())["prompt_metrics"] for d in ("one", "two"))
+    assert one["processes"] == 1 and two["processes"] == 2
+    assert one["test"] == two["test"] and one["dev"] == two["dev"]
+    if method == "optima":
+        (a_dir,), (b_dir,) = ((tmp_path / d / "source").glob("optima-*") for d in ("one", "two"))
+        a, b = (load_file(str(d / "adapter_model.safetensors"))["prompt_embeddings"] for d in (a_dir, b_dir))
+        assert float((a - b).abs().max()) <= 1e-5
+    else:
+        a_dir, b_dir = tmp_path / "one" / "finetune", tmp_path / "two" / "finetune"
+    log_a, log_b = ((d / "log.jsonl").read_text().splitlines() for d in (a_dir, b_dir))
+    assert len(log_b) == 12 and log_a == log_b
+
+
+def test_generator_tune_two_processes_equals_one(rte_split, tmp_path):
+    """Both runs must finish; equal results are the goal, not yet reached: the sharded generator step
+    is the mean of per-process steps, not the global batch's step (see docs/training.md)."""
+    args = ["generator", "tune", "--task", "rte", "--data", str(rte_split), "--model", "tiny-gpt2", "--mode", "dawgen",
+            "--max-steps", "2", "--batch-size", "4", "--prompt-length", "4", "--max-length", "96"]
+    _run([sys.executable, "-m", "synthpt", *args, "--out", str(tmp_path / "one")])
+    _run(_launch(*args, "--out", str(tmp_path / "two")))
+    gap = 0.0
+    for name in ("prompts.safetensors", "weight_net.safetensors"):
+        a, b = (load_file(str(tmp_path / d / name)) for d in ("one", "two"))
+        assert a.keys() == b.keys()
+        gap = max([gap, *(float((a[k] - b[k]).abs().max()) for k in a)])
+    if gap > 1e-5:
+        pytest.xfail(f"2 processes differ from 1 by {gap:.2g}: per-label token means, the token softmax, L_disc's "
+                     "token mean, L_dist's triplets and the lookahead are each taken over one process's rows")

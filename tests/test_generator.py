@@ -198,6 +198,23 @@ def test_modes_log_their_terms(tmp_path):
         assert (rec["L_disc"] is None) == (mode == "plain")
 
 
+def test_saved_generator_loads_back(tmp_path):
+    """prompts.safetensors and weight_net.safetensors read back exactly what was trained."""
+    from synthpt.core.errors import SynthptError
+    from synthpt.generator.saving import load_prompts, load_weight_net, save_generator
+    from synthpt.generator.trainer import WeightNet
+
+    tr = _trainer(tmp_path)
+    tr.train_step(0)
+    save_generator(tmp_path / "gen", tr.task, tr.Q, tr.W)
+    assert torch.equal(load_prompts(tmp_path / "gen", tr.task), tr.Q.detach())
+    w = WeightNet(tr.bb.hidden_size, tr.cfg.weight_hidden, tr.cfg.proj_dim, seed=99)
+    load_weight_net(tmp_path / "gen", w)
+    assert all(torch.equal(v, tr.W.state_dict()[k]) for k, v in w.state_dict().items())
+    with pytest.raises(SynthptError, match="does not fit this weight net"):
+        load_weight_net(tmp_path / "gen", WeightNet(tr.bb.hidden_size, 8, 8))
+
+
 # ---- generation ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):

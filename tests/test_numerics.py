@@ -100,10 +100,15 @@ def test_generator_tuning_stops_or_skips_on_nan(rte, tiny_gpt2, tmp_path, monkey
     assert torch.isfinite(tr.Q).all() and all(torch.isfinite(p).all() for p in tr.W.parameters())
 
 
-def test_skipped_dawgen_batch_leaves_weight_net_untouched(rte, tiny_gpt2, monkeypatch):
-    """W steps before Q in a bi-level step; when only the Q loss turns out non-finite and the batch is
-    skipped, W and its Adam moments must be exactly as before the batch (nothing of it is learnt)."""
-    from synthpt.generator import GeneratorConfig, GeneratorTrainer
+@pytest.mark.parametrize("where", ["q_step", "lookahead"])
+def test_skipped_dawgen_batch_leaves_weight_net_untouched(rte, tiny_gpt2, monkeypatch, where):
+    """A skipped batch teaches W nothing: W and its Adam moments are exactly as before the batch.
+
+    ``q_step``: W steps before Q in a bi-level step and only then the Q loss turns out non-finite
+    (W's step must be undone); ``lookahead``: the lookahead forward is non-finite, so L_disc and W's
+    meta-gradient are (W must not step at all)."""
+    from synthpt.generator import trainer as mod
+    from synthpt.generator.trainer import GeneratorConfig, GeneratorTrainer
 
     task, splits = rte
     cfg = GeneratorConfig(mode="dawgen", max_steps=2, prompt_length=4, max_length=32, batch_size=2,
@@ -113,16 +118,21 @@ def test_skipped_dawgen_batch_leaves_weight_net_untouched(rte, tiny_gpt2, monkey
     w0 = {k: v.clone() for k, v in tr.W.state_dict().items()}
     m0 = [{k: v.clone() for k, v in st.items() if torch.is_tensor(v)} for st in tr.opt_w.state_dict()["state"].values()]
     q0 = tr.Q.detach().clone()
-    real, calls = tr.dawgen_loss, []
+    if where == "q_step":
+        real, calls = tr.dawgen_loss, []
 
-    def nan_in_q_step(*args):
-        loss, l_wgen, l_dist = real(*args)
-        calls.append(1)
-        return (loss * float("nan"), l_wgen, l_dist) if len(calls) == 2 else (loss, l_wgen, l_dist)  # 2nd: Q step
+        def nan_in_q_step(*args):
+            loss, l_wgen, l_dist = real(*args)
+            calls.append(1)
+            return (loss * float("nan"), l_wgen, l_dist) if len(calls) == 2 else (loss, l_wgen, l_dist)  # 2nd: Q step
 
-    monkeypatch.setattr(tr, "dawgen_loss", nan_in_q_step)
-    rec = tr.train_step(1)
-    assert rec["skipped"] == "non-finite L_DawGen" and len(calls) == 2 and math.isfinite(rec["L_disc"])
+        monkeypatch.setattr(tr, "dawgen_loss", nan_in_q_step)
+        rec = tr.train_step(1)
+        assert rec["skipped"] == "non-finite L_DawGen" and len(calls) == 2 and math.isfinite(rec["L_disc"])
+    else:
+        _nan_on_call(monkeypatch, mod, "score_targets", {2}, field="token_logp")  # 1st: own rows, 2nd: lookahead
+        rec = tr.train_step(1)
+        assert rec["skipped"] == "non-finite L_disc" and math.isfinite(rec["L_wGen"])
     assert all(torch.equal(w0[k], v) for k, v in tr.W.state_dict().items())
     m1 = [{k: v for k, v in st.items() if torch.is_tensor(v)} for st in tr.opt_w.state_dict()["state"].values()]
     assert all(torch.equal(a[k], b[k]) for a, b in zip(m0, m1) for k in a)

@@ -15,29 +15,11 @@ from safetensors.torch import load_file
 # bitwise claims hold on CPU as is; on CUDA they need deterministic kernels (cli.deterministic_kernels)
 pytestmark = pytest.mark.usefixtures("deterministic_kernels")
 
-STEPS = 12
-COMMON = ["--model", "tiny-t5", "--k", "8", "--max-eval", "16", "--seed", "1", "--quiet",
-          "--set", "prompt_tuning.max_length=64", "--set", "prompt_tuning.prompt_length=4"]
-FT = ["--set", f"options.ft_steps={STEPS}", "--set", "options.ft_eval_every=4", "--set", "options.ft_checkpoint_every=2",
-      "--set", "options.ft_batch_size=4", "--set", "options.ft_lr=1e-3"]
-OPTIMA = ["--set", f"options.optima_steps={STEPS}", "--set", "options.source_checkpoint_every=2",
-          "--set", "options.source_examples=24", "--set", "options.optima_unlabeled=16",
-          "--set", "prompt_tuning.max_steps=2", "--set", "prompt_tuning.eval_every=2", "--set", "prompt_tuning.batch_size=4"]
+STEPS = 12  # the baselines' step budget in baseline_args (conftest)
 
 
-def run_cmd(method: str, data_dir: Path, out: Path) -> list[str]:
-    """``synthpt run`` of a baseline with a tiny budget (also used by the two-process tests)."""
-    knobs = OPTIMA if method == "optima" else FT
-    return [sys.executable, "-m", "synthpt", "run", "--task", "rte", "--method", method, "--data-dir", str(data_dir),
-            *COMMON, *knobs, "--out", str(out)]
-
-
-def _loop_dir(out: Path, method: str) -> Path:
-    """Where the loop keeps its log and checkpoint: the finetune stage, or OPTIMA's source stage."""
-    if method != "optima":
-        return out / "finetune"
-    (d,) = (out / "source").glob("optima-*")
-    return d
+def run_cmd(method: str, data_dir: Path, out: Path, baseline_args) -> list[str]:
+    return [sys.executable, "-m", "synthpt", *baseline_args(method, data_dir, out)]
 
 
 def _kill_twice_and_finish(cmd, watch: Path, run_and_kill, seed: int) -> None:
@@ -49,10 +31,10 @@ def _kill_twice_and_finish(cmd, watch: Path, run_and_kill, seed: int) -> None:
 
 
 @pytest.mark.parametrize("method", ["ft", "pft+sp"])
-def test_finetune_kill_and_resume_is_bitwise_identical(method, data_dir, tmp_path, run_and_kill):
+def test_finetune_kill_and_resume_is_bitwise_identical(method, data_dir, tmp_path, run_and_kill, baseline_args):
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(run_cmd(method, data_dir, ref), check=True, capture_output=True, timeout=600)
-    _kill_twice_and_finish(run_cmd(method, data_dir, cut), cut / "finetune" / "log.jsonl", run_and_kill, 5)
+    subprocess.run(run_cmd(method, data_dir, ref, baseline_args), check=True, capture_output=True, timeout=600)
+    _kill_twice_and_finish(run_cmd(method, data_dir, cut, baseline_args), cut / "finetune" / "log.jsonl", run_and_kill, 5)
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (ref, cut))
     assert mb["prompt_metrics"]["resumed_from_step"] > 0 == ma["prompt_metrics"]["resumed_from_step"]
     for key in ("test", "dev", "best_step", "final_loss"):
@@ -63,12 +45,12 @@ def test_finetune_kill_and_resume_is_bitwise_identical(method, data_dir, tmp_pat
     assert not (cut / "finetune" / "checkpoint.pt").exists()
 
 
-def test_optima_kill_and_resume_is_bitwise_identical(data_dir, tmp_path, run_and_kill):
+def test_optima_kill_and_resume_is_bitwise_identical(data_dir, tmp_path, run_and_kill, baseline_args):
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(run_cmd("optima", data_dir, ref), check=True, capture_output=True, timeout=600)
-    src = _loop_dir(ref, "optima")
+    subprocess.run(run_cmd("optima", data_dir, ref, baseline_args), check=True, capture_output=True, timeout=600)
+    (src,) = (ref / "source").glob("optima-*")
     watch = cut / "source" / src.name / "log.jsonl"  # the stage's folder is named by its config, not by --out
-    _kill_twice_and_finish(run_cmd("optima", data_dir, cut), watch, run_and_kill, 9)
+    _kill_twice_and_finish(run_cmd("optima", data_dir, cut, baseline_args), watch, run_and_kill, 9)
     a = load_file(str(src / "adapter_model.safetensors"))["prompt_embeddings"]
     b = load_file(str(watch.parent / "adapter_model.safetensors"))["prompt_embeddings"]
     assert a.dtype == b.dtype and bool((a == b).all()), float((a - b).abs().max())

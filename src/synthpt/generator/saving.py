@@ -9,8 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from synthpt.core.errors import fail
-from synthpt.core.saving import load_label_prompts, read_record, save_label_prompts
+from synthpt.core.errors import fail, first_line
+from synthpt.core.io import load_safetensors
+from synthpt.core.saving import WEIGHT_NET, load_label_prompts, read_record, save_label_prompts
 from synthpt.tasks import Task
 
 
@@ -36,3 +37,15 @@ def read_generator_meta(gen_dir: str | Path) -> dict[str, Any]:
 def load_prompts(gen_dir: str | Path, task: Task) -> torch.Tensor:
     """(L, n, d) label prompts in the task's label order."""
     return load_label_prompts(gen_dir, task.labels)
+
+
+def load_weight_net(gen_dir: str | Path, W: nn.Module) -> None:
+    """Load ``weight_net.safetensors`` (weighted modes) into ``W``, e.g. to inspect the token weights
+    a tuned DawGen generator learnt."""
+    path = Path(gen_dir) / WEIGHT_NET
+    if not path.is_file():
+        raise fail(f"{path}: not found; only dawgen and fewgen generators have a weight net")
+    try:
+        W.load_state_dict(load_safetensors(path))
+    except RuntimeError as e:
+        raise fail(f"{path}: does not fit this weight net ({first_line(e)})") from None

@@ -207,13 +207,13 @@ class Context:
             write_jsonl(target, balanced_subset(rows, self.task, n_per_label * self.task.num_labels, self.seed))
             return {"rows": n_per_label * self.task.num_labels, "source": str(path)}
 
-        return self._stage("synthetic", f"{self.task.name}-published-n{n_per_label}-s{self.seed}", key_cfg,
+        return self.stage("synthetic", f"{self.task.name}-published-n{n_per_label}-s{self.seed}", key_cfg,
                            "published.jsonl", build, file_target="synthetic.jsonl").target
 
     def cached(self, kind: str, slug: str, key_cfg: dict[str, Any], build: Any) -> StageResult:
         """A method's own content-addressed stage, ``build(target, restart) -> dict`` (the dict is kept):
         shared by every cell and sweep point whose key is the same."""
-        return self._stage(kind, slug, key_cfg, kind, build)
+        return self.stage(kind, slug, key_cfg, kind, build)
 
     # ---- stage 3: prompt tuning -----------------------------------------------------------
     def run_prompt_tuning(self, cfg: Any, synthetic: str | Path | None = None, init_prompt: str | Path | None = None,

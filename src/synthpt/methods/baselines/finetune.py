@@ -315,7 +315,7 @@ class FineTuneMethod(Method):
         dist.barrier()
         return {"task": ctx.task.name, "test": test, "best_step": result.best_step, "dev": result.dev_metrics,
                 "train_seconds": train_s, "steps": opts["steps"], "final_loss": result.stats["final_loss"],
-                "resumed_from_step": result.resumed_from, "n_train": len(parts["train"]),
+                "resumed_from_step": result.resumed_from, "processes": dist.world_size(), "n_train": len(parts["train"]),
                 "trainable_parameters": int(n_params), "kind": self.kind}
 
 
