@@ -238,7 +238,7 @@ class PromptNet:
         self.encoder = Encoder(task, self.bb, opts["max_length"], n)
         self._ids: dict[int, list[int]] = {}
 
-    def _ctx(self, rows: list[dict]) -> list[list[int]]:
+    def _context_ids(self, rows: list[dict]) -> list[list[int]]:
         out = []
         for r in rows:
             if id(r) not in self._ids:
@@ -247,7 +247,7 @@ class PromptNet:
         return out
 
     def logits(self, rows: list[dict]) -> torch.Tensor:
-        return label_logprobs(self.encoder, self._ctx(rows), self.prompt)  # (B, L)
+        return label_logprobs(self.encoder, self._context_ids(rows), self.prompt)  # (B, L)
 
     def evaluate(self, rows: list[dict]) -> dict[str, float]:
         self.model.eval()
