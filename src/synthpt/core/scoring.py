@@ -8,7 +8,9 @@ summed over the word's tokens, with an optional soft prompt placed before the in
 embeddings exactly where PEFT's prompt tuning puts it (so a PEFT-loaded adapter predicts
 the same labels).  Causal LMs read the label word after the input (only the positions
 that are needed go through the LM head, which matters for 50k-word vocabularies); T5
-reads it in the decoder after the sentinel ``<extra_id_0>`` that replaces ``{mask}``.
+reads it in the decoder after the sentinel ``<extra_id_0>`` that replaces ``{mask}``
+(``synthpt.core.seq2seq_scoring``: the encoder runs once per example, and label words of
+several tokens share the decoder's head and its cross-attention keys and values).
 
 The soft prompt may be ``(n, d)`` (shared), ``(B, n, d)`` (one row per example), or
 ``(G, n, d)`` copies with ``prompt_index`` naming each example's copy: gradient surgery
@@ -328,34 +330,6 @@ def _causal_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor 
 
 
 def _seq2seq_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
-    bb = encoder.backbone
-    dev = bb.device
-    ids, mask = pad_right(ctx, bb.tokenizer.pad_token_id)
-    ids, mask = ids.to(dev), mask.to(dev)
-    embeds, attn = _with_prompt(bb, ids, mask, prompt)
-    start = bb.model.config.decoder_start_token_id
-    head = [start] + encoder.sentinel
-    B, L = len(ctx), len(encoder.label_ids)
-    enc = bb.model.get_encoder()(inputs_embeds=embeds, attention_mask=attn)
-    if encoder.single_token:
-        dec = torch.tensor([head] * B, device=dev)
-        out = bb.model(encoder_outputs=enc, attention_mask=attn, decoder_input_ids=dec)
-        logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)
-        return logp[:, [ids_[0] for ids_ in encoder.label_ids]]
-    width = max(len(lab) for lab in encoder.label_ids)
-    pad = bb.tokenizer.pad_token_id
-    dec = torch.full((L, len(head) + width - 1), pad, dtype=torch.long)
-    tgt = torch.full((L, width), -100, dtype=torch.long)
-    for li, lab in enumerate(encoder.label_ids):
-        seq = head + lab[:-1]
-        dec[li, : len(seq)] = torch.tensor(seq)
-        tgt[li, : len(lab)] = torch.tensor(lab)
-    dec, tgt = dec.to(dev).repeat(B, 1), tgt.to(dev).repeat(B, 1)
-    hidden = enc.last_hidden_state.repeat_interleave(L, dim=0)
-    enc_rep = type(enc)(last_hidden_state=hidden)
-    out = bb.model(encoder_outputs=enc_rep, attention_mask=attn.repeat_interleave(L, dim=0), decoder_input_ids=dec)
-    logits = out.logits[:, len(head) - 1 :].float()
-    logp = F.log_softmax(logits, dim=-1)
-    valid = tgt != -100
-    tok_lp = logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid
-    return tok_lp.sum(-1).view(B, L)
+    from synthpt.core.seq2seq_scoring import seq2seq_scores
+
+    return seq2seq_scores(encoder, ctx, prompt)
