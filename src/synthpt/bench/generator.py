@@ -74,23 +74,17 @@ def dawgen_step_ratio(model: str = "tiny-gpt2", batch_size: int = 8, reps: int =
                         reps=reps)
 
 
-def dawgen_step_ratio_real(reps: int = 3, task_name: str = "sst-2", data_dir: str | Path | None = None) -> dict[str, Any]:
-    """SmolLM2-135M with configs/real-cpu.yaml's generator settings (batch 4, 8 prompt tokens,
-    max length 96) on the 16-shot train rows of ``task_name``; skipped where the model is missing."""
+def dawgen_step_ratio_real(reps: int = 3, data_dir: str | Path | None = None) -> dict[str, Any]:
+    """SmolLM2-135M and its tokenizer on the same MRPC rows, with configs/real-cpu.yaml's generator
+    settings (batch 4, 8 prompt tokens, max length 96); skipped where the model is missing."""
     from synthpt.bench.common import REAL_MODEL, real_model_missing, skipped
-    from synthpt.data import load_lmbff_kshot
 
     why = real_model_missing()
     if why:
         return skipped("dawgen_step_vs_plain_step", REAL_MODEL, why, 3.5)
-    task = get_task(task_name)
-    d = Path(data_dir) if data_dir else DATA_DIR
-    got = load_lmbff_kshot(task, 16, 42, d) if d.is_dir() else None
-    if got is None:
-        return skipped("dawgen_step_vs_plain_step", REAL_MODEL, f"no {task_name} data under {d}", 3.5)
     cfg = dict(batch_size=4, max_length=96, prompt_length=8)
-    t = _dawgen_sides(task, got[0], REAL_MODEL, reps, **cfg)
-    return _dawgen_line(t, REAL_MODEL, task=task_name, **cfg, reps=reps)
+    t = _dawgen_sides(get_task("mrpc"), _mrpc_train(data_dir), REAL_MODEL, reps, **cfg)
+    return _dawgen_line(t, REAL_MODEL, task="mrpc", **cfg, reps=reps)
 
 
 def generation_speedup(model: str = "tiny-gpt2", n: int = 32, max_new_tokens: int = 32,

@@ -92,8 +92,8 @@ def _versus_peft(bb: Backbone, tr: Any, reps: int, warmup: int, **details: Any) 
     # memory first (on CPU: the forward of each step; on CUDA a warm step, which also warms both sides up)
     m_ours, method = peak_step_memory(ours, frozen, lambda: trainer_forward(tr, 0))
     m_peft, _ = peak_step_memory(peft_side.step, frozen, peft_side.forward)
-    # a warm-up step each: a cold step also pays first-touch page faults for the backward's buffers and
-    # AdamW's moments, and whichever side ran first looked up to 30% slower with 2 repetitions
+    # a warm-up step each (as on CUDA, see ``peak_step_memory``): a cold step also allocates what later
+    # steps reuse (AdamW's moments, the backward's buffers), so it is not timed
     t = interleaved({"synthpt": ours, "peft": peft_side.step}, reps, warmup=warmup)
     n_trainable_peft = sum(p.numel() for p in peft_side.model.parameters() if p.requires_grad)
     common = dict(**details, batch_size=tr.cfg.batch_size, input_tokens=[min(lens), max(lens)],

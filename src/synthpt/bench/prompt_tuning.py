@@ -47,7 +47,7 @@ def causal_prefix_step_vs_plain_step(reps: int = 5) -> dict[str, Any]:
     """A paired prompt-tuning step on a causal LM with the prompt run once per view and shared as a
     KV-cache prefix, over the same step with the prompt run in front of every row (what PEFT's
     causal prompt tuning does).  Same trainer, batches and model; only the scoring path differs."""
-    from synthpt.core import verbalizer
+    from synthpt.core import scoring
 
     bb = llama_small_backbone()
     real, syn = bench_examples(64), bench_examples(64, seed=3)
@@ -59,14 +59,14 @@ def causal_prefix_step_vs_plain_step(reps: int = 5) -> dict[str, Any]:
 
     def side(prefix: bool) -> Callable[[], None]:
         def step() -> None:
-            verbalizer._PREFIX_OK[bb.model] = prefix  # set, not checked: this model passes the check
+            scoring._PREFIX_OK[bb.model] = prefix  # set, not checked: this model passes the check
             tr.train_step(next(steps))
 
         return step
 
-    assert verbalizer._prefix_supported(bb, tr.prompt.detach().unsqueeze(0))
+    assert scoring._prefix_supported(bb, tr.prompt.detach().unsqueeze(0))
     t = interleaved({"prefix": side(True), "plain": side(False)}, reps)
-    verbalizer._PREFIX_OK.pop(bb.model, None)
+    scoring._PREFIX_OK.pop(bb.model, None)
     r = t["prefix"] / t["plain"]
     return result("causal_prefix_step_vs_plain_step", r, 1.0, r <= 1.0, prefix_step_s=round(t["prefix"], 4),
                    plain_step_s=round(t["plain"], 4), model="llama-shaped random (d 256, 4 layers, 4 heads, "

@@ -43,7 +43,8 @@ def _head_logp(encoder: Encoder, enc: Any, attn: torch.Tensor, cache: bool = Fal
     head = [bb.model.config.decoder_start_token_id] + encoder.sentinel
     dec = torch.tensor([head] * attn.shape[0], device=bb.device)
     out = bb.model(encoder_outputs=enc, attention_mask=attn, decoder_input_ids=dec, use_cache=cache)
-    return F.log_softmax(out.logits[:, -1].float(), dim=-1), (out.past_key_values if cache else None)
+    kv = (out.cache if hasattr(out, "cache") else out.past_key_values) if cache else None
+    return F.log_softmax(out.logits[:, -1].float(), dim=-1), kv
 
 
 def _continuations(encoder: Encoder, B: int) -> tuple[torch.Tensor, torch.Tensor]:
