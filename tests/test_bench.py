@@ -44,3 +44,24 @@ def test_real_model_missing_is_none_when_the_converted_model_is_cached(monkeypat
     (tmp_path / "models" / "smollm2-135m").mkdir(parents=True)
     (tmp_path / "models" / "smollm2-135m" / "config.json").write_text("{}")
     assert common.real_model_missing() is None
+
+
+def test_time_and_memory_of_figure_1_come_from_one_measurement_per_run(monkeypatch):
+    calls = []
+
+    def fake(model):
+        def measure(**kw):
+            calls.append(model)
+            return [{"name": "pt_step_time_vs_peft", "model": model}, {"name": "pt_step_memory_vs_peft", "model": model}]
+        return measure
+
+    monkeypatch.setattr(peft, "pt_step_vs_peft", fake("tiny"))
+    monkeypatch.setattr(peft, "pt_step_vs_peft_real", fake("real"))
+    for _ in range(2):  # a second run measures again
+        out = io.StringIO()
+        figures.run(["pt_step_time_vs_peft", "pt_step_memory_vs_peft"], quick=True, threads=1, out=out)
+        lines = [json.loads(x) for x in out.getvalue().splitlines()]
+        assert [(r["name"], r["model"]) for r in lines] == [
+            ("pt_step_time_vs_peft", "tiny"), ("pt_step_time_vs_peft", "real"),
+            ("pt_step_memory_vs_peft", "tiny"), ("pt_step_memory_vs_peft", "real")]
+    assert calls == ["tiny", "real", "tiny", "real"]

@@ -13,11 +13,10 @@ lines; a new figure is one entry there (in the order ``synthpt bench`` prints th
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,10 +27,12 @@ from synthpt.bench.common import default_threads
 @dataclass(frozen=True)
 class Settings:
     """What a run asks of every figure: ``quick`` (fewer repetitions and counts, same shapes) and
-    the backbones' half-precision dtype (None: fp32)."""
+    the backbones' half-precision dtype (None: fp32); ``memo`` holds what one measurement gives
+    several figures (figure 1's time and memory), for this run only."""
 
     quick: bool = False
     dtype: torch.dtype | None = None
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def reps(self, quick: int, full: int) -> int:
         return quick if self.quick else full
@@ -40,14 +41,26 @@ class Settings:
 Lines = list[dict[str, Any]]
 
 
-@functools.lru_cache(maxsize=2)
-def _pt_vs_peft(s: Settings) -> tuple[Lines, Lines]:
-    """Figure 1's time and memory lines (one measurement gives both), per model."""
+def _pt_vs_peft(s: Settings, which: int) -> Lines:
+    """Figure 1's time (0) or memory (1) lines, per model; one measurement gives both."""
     from synthpt.bench.peft import pt_step_vs_peft, pt_step_vs_peft_real
 
-    tiny = pt_step_vs_peft(reps=s.reps(2, 5), dtype=s.dtype)
-    real = pt_step_vs_peft_real(reps=s.reps(2, 3))
-    return [tiny[0], real[0]], [tiny[1], real[1]]
+    if "pt_vs_peft" not in s.memo:
+        s.memo["pt_vs_peft"] = (pt_step_vs_peft(reps=s.reps(2, 5), dtype=s.dtype),
+                                pt_step_vs_peft_real(reps=s.reps(2, 3)))
+    return [lines[which] for lines in s.memo["pt_vs_peft"]]
+
+
+def _gs(s: Settings) -> Lines:
+    from synthpt.bench.prompt_tuning import gs_paired_step_vs_mixed_step
+
+    return [gs_paired_step_vs_mixed_step(reps=s.reps(3, 7), dtype=s.dtype)]
+
+
+def _causal_prefix(s: Settings) -> Lines:
+    from synthpt.bench.prompt_tuning import causal_prefix_step_vs_plain_step
+
+    return [causal_prefix_step_vs_plain_step(reps=s.reps(3, 7))]
 
 
 def _dawgen(s: Settings) -> Lines:
@@ -71,29 +84,28 @@ def _eval(s: Settings) -> Lines:
             eval_speedup_vs_generate_real(n=s.reps(32, 128), reps=s.reps(2, 5))]
 
 
-def _pt_figure(name: str) -> Callable[[Settings], Lines]:
-    from synthpt.bench import prompt_tuning as pt
+def _epoch_scaling(s: Settings) -> Lines:
+    from synthpt.bench.prompt_tuning import epoch_time_scaling_exponent
 
-    fn = getattr(pt, name)
-    if name == "epoch_time_scaling_exponent":
-        return lambda s: [fn(batch_size=s.reps(32, 8), small_reps=s.reps(1, 3))]
-    if name == "memory_vs_prompt_length":
-        return lambda s: [fn(dtype=s.dtype)]
-    if name == "gs_paired_step_vs_mixed_step":
-        return lambda s: [fn(reps=s.reps(3, 7), dtype=s.dtype)]
-    return lambda s: [fn(reps=s.reps(3, 7))]
+    return [epoch_time_scaling_exponent(batch_size=s.reps(32, 8), small_reps=s.reps(1, 3))]
+
+
+def _memory_vs_prompt(s: Settings) -> Lines:
+    from synthpt.bench.prompt_tuning import memory_vs_prompt_length
+
+    return [memory_vs_prompt_length(dtype=s.dtype)]
 
 
 REGISTRY: dict[str, Callable[[Settings], Lines]] = {
-    "pt_step_time_vs_peft": lambda s: _pt_vs_peft(s)[0],
-    "pt_step_memory_vs_peft": lambda s: _pt_vs_peft(s)[1],
-    "gs_paired_step_vs_mixed_step": lambda s: _pt_figure("gs_paired_step_vs_mixed_step")(s),
-    "causal_prefix_step_vs_plain_step": lambda s: _pt_figure("causal_prefix_step_vs_plain_step")(s),
+    "pt_step_time_vs_peft": lambda s: _pt_vs_peft(s, 0),
+    "pt_step_memory_vs_peft": lambda s: _pt_vs_peft(s, 1),
+    "gs_paired_step_vs_mixed_step": _gs,
+    "causal_prefix_step_vs_plain_step": _causal_prefix,
     "dawgen_step_vs_plain_step": _dawgen,
     "generation_speedup_vs_loop": _generation_speedup,
     "eval_speedup_vs_generate": _eval,
-    "epoch_time_scaling_exponent": lambda s: _pt_figure("epoch_time_scaling_exponent")(s),
-    "memory_vs_prompt_length": lambda s: _pt_figure("memory_vs_prompt_length")(s),
+    "epoch_time_scaling_exponent": _epoch_scaling,
+    "memory_vs_prompt_length": _memory_vs_prompt,
 }
 FIGURES = tuple(REGISTRY)
 
