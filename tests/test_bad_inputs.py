@@ -107,7 +107,8 @@ class Env:
 @pytest.fixture(scope="module")
 def adapter(tiny_t5, tmp_path_factory) -> Path:
     """A valid tiny-t5 prompt adapter (4 tokens)."""
-    from synthpt.core.soft_prompt import init_from_vocab, save_peft_prompt
+    from synthpt.core.saving import save_peft_prompt
+    from synthpt.core.soft_prompt import init_from_vocab
 
     d = tmp_path_factory.mktemp("adapter")
     save_peft_prompt(d, init_from_vocab(tiny_t5, 4, 0), tiny_t5)
@@ -418,11 +419,11 @@ def test_python_dash_m_exit_code_is_2(tmp_path, argv, message):
 
 def _api_cases():
     from synthpt.core.models import resolve_model
-    from synthpt.core.soft_prompt import load_peft_prompt
+    from synthpt.core.saving import load_peft_prompt
     from synthpt.data import load_file, make_split, sample_kshot
     from synthpt.generator.generation import GenerationConfig, run_generation
     from synthpt.generator.tuning import GeneratorConfig
-    from synthpt.prompt_tuning.trainer import PromptTuningConfig
+    from synthpt.prompt_tuning.trainer import PromptTrainerConfig
     from synthpt.tasks import get_task, load_task_spec
 
     rows = [{"text1": "a", "text2": "b", "label": lab} for lab in ("entailment", "not_entailment")] * 3
@@ -431,12 +432,12 @@ def _api_cases():
         ("K = 0", lambda t: sample_kshot(rows, "rte", 0, 1), r"k must be a positive integer"),
         ("K larger than a class", lambda t: sample_kshot(rows, "rte", 2, 1), r"label 'entailment' has only 3 .*need 4"),
         ("K not an integer", lambda t: sample_kshot(rows, "rte", 1.5, 1), r"k must be a positive integer"),
-        ("unknown strategy", lambda t: PromptTuningConfig(strategy="both").validate(), r"unknown strategy 'both'"),
-        ("epsilon < 0", lambda t: PromptTuningConfig(epsilon=-1).validate(), r"--epsilon must be >= 0"),
-        ("prompt length 0", lambda t: PromptTuningConfig(prompt_length=0).validate(), r"--prompt-length must be at least 1"),
-        ("zero-shot filter gate above 1", lambda t: PromptTuningConfig(zero_shot_filter=1.5).validate(),
+        ("unknown strategy", lambda t: PromptTrainerConfig(strategy="both").validate(), r"unknown strategy 'both'"),
+        ("epsilon < 0", lambda t: PromptTrainerConfig(epsilon=-1).validate(), r"--epsilon must be >= 0"),
+        ("prompt length 0", lambda t: PromptTrainerConfig(prompt_length=0).validate(), r"--prompt-length must be at least 1"),
+        ("zero-shot filter gate above 1", lambda t: PromptTrainerConfig(zero_shot_filter=1.5).validate(),
          r"--zero-shot-filter is a dev accuracy in \[0, 1\], got 1.5"),
-        ("lr inf", lambda t: PromptTuningConfig(lr=float("inf")).validate(), r"--lr must be a finite number > 0"),
+        ("lr inf", lambda t: PromptTrainerConfig(lr=float("inf")).validate(), r"--lr must be a finite number > 0"),
         ("unknown generator mode", lambda t: GeneratorConfig(mode="x").validate(), r"unknown generator mode 'x'"),
         ("generator lr NaN", lambda t: GeneratorConfig(lr=float("nan")).validate(), r"--lr must be > 0"),
         ("generation temperature 0", lambda t: GenerationConfig(temperature=0).validate(), r"--temperature must be > 0"),

@@ -26,7 +26,7 @@ def ctx_factory(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
     def make(task: str = "rte", **options) -> Context:
         return Context(task=get_task(task), seed=42, k=16, data_dir=data_dir, model="tiny-t5",
-                       generator_model="tiny-gpt2", cache_dir=cache, prompt_tuning=dict(TINY_PT),
+                       generator_model="tiny-gpt2", cache_dir=cache, pt_knobs=dict(TINY_PT),
                        options={**TINY_OPTS, **options}, max_eval=16, progress=False)
 
     return make

@@ -105,6 +105,9 @@ def test_run_pipeline_caches_each_stage(tmp_path, data_dir, fake_gen):
     assert {"accuracy", "f1"} <= set(r1["test"]) and r1["trainable_parameters"] == 4 * 64
     report = (out / "report.md").read_text()
     assert "conflict rate" in report and "dropped_duplicates" in report and "| prompt | ran |" in report
+    # the synthetic set's own report beside it, and its summary row here
+    assert "## Synthetic data (quality report)" in report and "(synthetic.report.md) |" in report
+    assert (out / "synthetic.report.md").is_file() and (out / "synthetic.report.png").is_file()
     assert fake_gen == ["tune", "generate"]
 
     before = dict(stages.STAGE_RUNS)
@@ -113,14 +116,14 @@ def test_run_pipeline_caches_each_stage(tmp_path, data_dir, fake_gen):
     assert r2["test"] == r1["test"] and all(s["status"] == "cached" for s in r2["stages"])
 
     st = _settings()
-    st.set("generation.n_per_label", 6)  # Step 2 and Step 3 rerun, Step 1 does not
+    st.set("generation.n_per_label", 6)  # Stage 2 and Stage 3 rerun, Stage 1 does not
     r3 = run_pipeline(get_task("mrpc"), 42, data_dir, out, st, method="ours", progress=False)
     assert fake_gen == ["tune", "generate", "generate"]
     assert [s["status"] for s in r3["stages"]] == ["cached", "cached", "ran", "ran"]
 
 
 def test_gold_oracle_trains_on_heldout_rows(tmp_path, data_dir):
-    """`pt+gold`: Step 3 on gold rows outside the split, as many per label as generation keeps."""
+    """`pt+gold`: Stage 3 on gold rows outside the split, as many per label as generation keeps."""
     from synthpt.core.io import read_jsonl
     from synthpt.data import load_split
     from synthpt.experiments.pipeline import run_pipeline
@@ -310,7 +313,7 @@ def test_shipped_configs_parse(fake_gen):
 
 
 def test_run_flags_win_over_method_knobs_but_config_does_not(tmp_path, fake_gen):
-    from synthpt.experiments.config import Row, run_defaults
+    from synthpt.experiments.config import MethodRow, run_defaults
     from synthpt.experiments.pipeline import make_context
     from synthpt.tasks import get_task
 
@@ -318,7 +321,7 @@ def test_run_flags_win_over_method_knobs_but_config_does_not(tmp_path, fake_gen)
     assert st.sections["prompt_tuning"]["max_steps"] == 100 and st.max_eval == 500
     st.set("prompt_tuning.label_smoothing", 0.2)  # like a YAML value: the method's own knob wins
     st.set("prompt_tuning.lr", 0.05, force=True)  # like --pt-lr: wins over everything
-    ctx = make_context(st, Row("x", "real+syn+ls@dawgen"), get_task("rte"), 13, None, tmp_path)
+    ctx = make_context(st, MethodRow("x", "real+syn+ls@dawgen"), get_task("rte"), 13, None, tmp_path)
     cfg = ctx.prompt_tuning_config(strategy="mixed", label_smoothing=0.1, lr=0.3)
     assert (cfg.label_smoothing, cfg.lr, cfg.seed, cfg.max_steps) == (0.1, 0.05, 13, 100)
     with pytest.raises(SynthptError, match=r"--set prompt_tuning\.lr: expected float"):

@@ -14,10 +14,10 @@ from synthpt.core.io import write_jsonl
 from synthpt.core.models import load_backbone
 from synthpt.data import load_file
 from synthpt.generator import GenerationConfig, GeneratorConfig, run_generation, run_generator_tuning
-from synthpt.generator.generation import Filters, LineEnd, Sampler, first_line
+from synthpt.generator.generation import Filters, LineEnd, Sampler, first_text_line
 from synthpt.generator.losses import disc_loss, dist_loss, token_weights, weighted_lm_loss
 from synthpt.generator.tuning import GeneratorTrainer
-from synthpt.tasks import get_task
+from synthpt.tasks import Task, get_task
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -257,12 +257,11 @@ def test_candidates_and_consistency_use_label_contexts(tuned):
     """A label's candidates continue that label's context; the consistency score compares the
     own label (prompt + context) with the other label's (prompt + context), as computed by hand."""
     from synthpt.generator.encoding import score_targets
-    from synthpt.generator.generation import task_from_dict
     from synthpt.generator.tuning import load_prompts
 
     task = _labelled_mrpc()
     prompts = load_prompts(tuned, task)
-    assert task_from_dict(task.to_dict()).gen_templates == task.gen_templates  # a saved generator keeps them
+    assert Task.from_dict(task.to_dict()).gen_templates == task.gen_templates  # a saved generator keeps them
     bb = load_backbone("tiny-gpt2")
     s = Sampler(bb, task, prompts, _gcfg(), 200)  # room for the whole first text
     seen = []
@@ -338,8 +337,8 @@ def test_cli_tune_and_generate(tmp_path, model, mode, capsys):
 def test_texts_end_at_their_first_line():
     """Default generation keeps one line (as every real example is): the first non-blank one,
     and the stopping criterion ends a row only at a line end that follows some text."""
-    assert first_line("\n\n  a good film \nMovie review: another") == "a good film"
-    assert first_line("one line") == "one line" and first_line(" \n \n") == ""
+    assert first_text_line("\n\n  a good film \nMovie review: another") == "a good film"
+    assert first_text_line("one line") == "one line" and first_text_line(" \n \n") == ""
     tok = load_backbone("tiny-gpt2").tokenizer
     rows = ["\nstill going", "done here\nand more", "no end yet"]
     ids = [tok(r, add_special_tokens=False)["input_ids"] for r in rows]

@@ -37,10 +37,10 @@ def _nan_on_call(monkeypatch, module, name: str, calls: set[int], field: str | N
 
 
 def _pt(rte, tiny_t5, tmp_path, **kw):
-    from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTuningConfig
+    from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTrainerConfig
 
     task, splits = rte
-    cfg = PromptTuningConfig(max_steps=5, prompt_length=4, max_length=64, batch_size=4, eval_every=100,
+    cfg = PromptTrainerConfig(max_steps=5, prompt_length=4, max_length=64, batch_size=4, eval_every=100,
                              checkpoint_every=1, **kw)
     return PromptTrainer(task, tiny_t5, cfg, splits["train"], [], out_dir=tmp_path, progress=False)
 
@@ -69,10 +69,10 @@ def test_prompt_tuning_skips_nonfinite_batches(rte, tiny_t5, tmp_path, monkeypat
 
 
 def test_inf_prompt_init_names_the_real_loss(rte, tiny_t5, tmp_path):
-    from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTuningConfig
+    from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTrainerConfig
 
     task, splits = rte
-    cfg = PromptTuningConfig(max_steps=2, prompt_length=4, max_length=64, batch_size=4, eval_every=100)
+    cfg = PromptTrainerConfig(max_steps=2, prompt_length=4, max_length=64, batch_size=4, eval_every=100)
     tr = PromptTrainer(task, tiny_t5, cfg, splits["train"], [], init_prompt=torch.full((4, 64), float("inf")),
                        progress=False)
     with pytest.raises(SynthptError, match=r"non-finite loss_real at step 1"):

@@ -1,4 +1,4 @@
-"""Step 3 on tiny models: scoring, the one-backward gradient split, strategies, PEFT export."""
+"""Stage 3 on tiny models: scoring, the one-backward gradient split, strategies, PEFT export."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import torch.nn.functional as F
 
 from synthpt.core.errors import SynthptError
 from synthpt.core.io import write_jsonl
+from synthpt.core.saving import load_peft_prompt, save_peft_prompt
 from synthpt.core.scoring import Encoder, label_logprobs
-from synthpt.core.soft_prompt import init_from_vocab, load_peft_prompt, save_peft_prompt
-from synthpt.prompt_tuning import STRATEGIES, PromptTrainer, PromptTuningConfig, run_prompt_tuning
+from synthpt.core.soft_prompt import init_from_vocab
+from synthpt.prompt_tuning import STRATEGIES, PromptTrainer, PromptTrainerConfig, run_prompt_tuning
 from synthpt.tasks import Task, get_task
 
 TOY = Task(
@@ -103,7 +104,7 @@ def _train_loss(trainer: PromptTrainer, rows: list[dict]) -> float:
 @pytest.mark.parametrize("variant", [*STRATEGIES, "paired+surgery", "mixed+ls"])
 def test_each_strategy_lowers_training_loss(tiny_t5, variant):
     strategy, _, extra = variant.partition("+")
-    cfg = PromptTuningConfig(strategy=strategy, gradient_surgery=extra == "surgery",
+    cfg = PromptTrainerConfig(strategy=strategy, gradient_surgery=extra == "surgery",
                              label_smoothing=0.1 if extra == "ls" else 0.0, prompt_length=4, lr=0.3,
                              batch_size=8, max_steps=40, eval_every=40, max_length=48, seed=0)
     train, syn = toy_examples(16), toy_examples(32, offset=100)
@@ -118,7 +119,7 @@ def test_each_strategy_lowers_training_loss(tiny_t5, variant):
 
 
 def test_surgery_conflict_rate_is_logged(tiny_t5):
-    cfg = PromptTuningConfig(strategy="paired", gradient_surgery=True, prompt_length=4, max_steps=12,
+    cfg = PromptTrainerConfig(strategy="paired", gradient_surgery=True, prompt_length=4, max_steps=12,
                              eval_every=12, max_length=48, seed=1)
     # real says "yes" for everything, synthetic says "no": the two gradients must fight
     train = [{"text": f"item {i}", "label": "1"} for i in range(16)]
@@ -155,7 +156,7 @@ def test_trainer_balances_synthetic_batches_when_asked(tiny_t5):
     syn = [{"text": f"item {i}", "label": "1" if i < 12 else "0"} for i in range(24)]
     train = toy_examples(8)
     for flag in (False, True):
-        cfg = PromptTuningConfig(strategy="paired", prompt_length=4, batch_size=4, syn_batch_size=4, max_steps=6,
+        cfg = PromptTrainerConfig(strategy="paired", prompt_length=4, batch_size=4, syn_batch_size=4, max_steps=6,
                                  eval_every=6, max_length=48, seed=0, balance_synthetic=flag)
         tr = PromptTrainer(TOY, tiny_t5, cfg, train, train[:4], syn, progress=False)
         mixes = [sorted(tr.labels["syn"][r.index] for r in tr.plan.rows(s) if r.source == "syn") for s in range(6)]
@@ -212,7 +213,7 @@ def test_run_prompt_tuning_writes_outputs_and_reuses_them(rte_split, tmp_path):
     syn = tmp_path / "syn.jsonl"
     write_jsonl(syn, [{"text1": f"premise {i}", "text2": f"hyp {i}", "label": ["entailment", "not_entailment"][i % 2]}
                       for i in range(40)])
-    cfg = PromptTuningConfig(strategy="paired", gradient_surgery=True, epsilon=0.5, prompt_length=4, max_steps=6,
+    cfg = PromptTrainerConfig(strategy="paired", gradient_surgery=True, epsilon=0.5, prompt_length=4, max_steps=6,
                              eval_every=3, max_length=64, seed=1)
     out = tmp_path / "pt"
     m = run_prompt_tuning(get_task("rte"), rte_split, "tiny-t5", out, cfg, synthetic=syn, max_eval=40,
@@ -232,7 +233,7 @@ def test_run_prompt_tuning_writes_outputs_and_reuses_them(rte_split, tmp_path):
 
 def test_bfloat16_backbone_trains_a_float32_prompt(rte_split, tmp_path):
     """``--dtype bfloat16`` (for GPUs; bf16 also runs on CPU): the prompt stays float32."""
-    cfg = PromptTuningConfig(prompt_length=4, max_steps=3, eval_every=3, max_length=64, seed=0)
+    cfg = PromptTrainerConfig(prompt_length=4, max_steps=3, eval_every=3, max_length=64, seed=0)
     m = run_prompt_tuning(get_task("rte"), rte_split, "tiny-t5", tmp_path / "bf16", cfg, max_eval=20,
                           progress=False, dtype="bfloat16")
     prompt, _ = load_peft_prompt(tmp_path / "bf16")
@@ -289,7 +290,7 @@ def test_zero_shot_filter_that_keeps_nothing_says_so(rte_split, tmp_path):
     rows = [{"text1": f"premise {i}", "text2": f"hypothesis {i}", "label": "entailment"} for i in range(12)]
     pred = predict(Encoder(task, bb, max_length=64), rows).argmax(-1).tolist()
     wrong = [dict(r, label=task.labels[1 - p]) for r, p in zip(rows, pred)]  # each row labelled against zero-shot
-    cfg = PromptTuningConfig(strategy="paired", zero_shot_filter=0.0, prompt_length=4, max_steps=2, eval_every=2,
+    cfg = PromptTrainerConfig(strategy="paired", zero_shot_filter=0.0, prompt_length=4, max_steps=2, eval_every=2,
                              max_length=64)
     with pytest.raises(SynthptError, match=r"contradicts every one of the 12 synthetic rows"):
         run_prompt_tuning(task, rte_split, bb, tmp_path / "pt", cfg, synthetic=wrong, max_eval=8, progress=False)

@@ -35,7 +35,7 @@ class Task:
     positive_label: str | None = None
     field_names: dict[str, str] = field(default_factory=dict)
     description: str = ""
-    # Hard text around the generated field for Step 2 (label-conditioned generation).
+    # Hard text around the generated field for Stage 2 (label-conditioned generation).
     # For pair tasks the generator sees ``{text1}`` and writes the second text.
     gen_template: str = ""
     # Per-label replacements of ``gen_template`` (label -> template): hard text that says what the
@@ -106,15 +106,50 @@ class Task:
             **({"gen_templates": dict(self.gen_templates)} if self.gen_templates else {}),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Task:
+        """The task of a saved spec (``to_dict``'s output, or a user's spec file once its types are
+        checked): the built-in task itself when the spec is one, so its descriptions come back too."""
+        builtin = BUILTIN_TASKS.get(d.get("name", ""))
+        if builtin is not None and builtin.to_dict() == d:
+            return builtin
+        return cls(
+            name=str(d["name"]),
+            fields=tuple(d["fields"]),
+            labels=tuple(str(x) for x in d["labels"]),
+            label_words={str(k): str(v) for k, v in d["label_words"].items()},
+            template=str(d["template"]),
+            metrics=tuple(d.get("metrics") or ("accuracy",)),
+            positive_label=None if d.get("positive_label") is None else str(d["positive_label"]),
+            field_names=dict(d.get("field_names") or {}),
+            description=str(d.get("description", "")),
+            gen_template=str(d.get("gen_template", "")),
+            gen_templates={str(k): str(v) for k, v in (d.get("gen_templates") or {}).items()},
+            files=dict(d.get("files") or {}),
+        )
 
-_NLI3 = dict(
-    fields=("text1", "text2"),
-    labels=("entailment", "neutral", "contradiction"),
-    label_words={"entailment": "Yes", "neutral": "Maybe", "contradiction": "No"},
-    template="Premise: {text1}\nHypothesis: {text2}\nDoes the premise entail the hypothesis? Answer:{mask}",
-    field_names={"text1": "premise", "text2": "hypothesis"},
-    gen_template="Premise: {text1}\nHypothesis:",
-)
+
+def _nli(name: str, description: str, labels: dict[str, str], template: str, gen_template: str,
+         field_names: tuple[str, str]) -> Task:
+    """An entailment task over (text1, text2); ``labels`` maps each label to its word."""
+    return Task(name=name, fields=("text1", "text2"), labels=tuple(labels), label_words=labels, template=template,
+                field_names=dict(zip(("text1", "text2"), field_names)), description=description,
+                gen_template=gen_template)
+
+
+def _same_meaning(name: str, description: str, unit: str, question: str, field_names: tuple[str, str]) -> Task:
+    """A paraphrase task (1 = same meaning) over two ``unit``s: "<Unit> 1: ... <Unit> 2: ... Do both ...?"."""
+    lead = f"{unit} 1: {{text1}}\n{unit} 2:"
+    return Task(name=name, fields=("text1", "text2"), labels=("0", "1"), label_words={"0": "No", "1": "Yes"},
+                template=f"{lead} {{text2}}\nDo both {unit.lower()}s {question}? Answer:{{mask}}",
+                metrics=("accuracy", "f1"), positive_label="1", field_names=dict(zip(("text1", "text2"), field_names)),
+                description=description, gen_template=lead)
+
+
+_YES_NO = {"entailment": "Yes", "not_entailment": "No"}
+_NLI3 = {"entailment": "Yes", "neutral": "Maybe", "contradiction": "No"}
+_NLI3_TEXT = ("Premise: {text1}\nHypothesis: {text2}\nDoes the premise entail the hypothesis? Answer:{mask}",
+              "Premise: {text1}\nHypothesis:", ("premise", "hypothesis"))
 
 BUILTIN_TASKS: dict[str, Task] = {
     t.name: t
@@ -131,53 +166,18 @@ BUILTIN_TASKS: dict[str, Task] = {
             # to code and maths (synthetic labels agreed with zero-shot 59% vs 75%; docs/real-cpu.md)
             gen_template="Movie review:",
         ),
-        Task(
-            name="mrpc",
-            fields=("text1", "text2"),
-            labels=("0", "1"),
-            label_words={"0": "No", "1": "Yes"},
-            template="Sentence 1: {text1}\nSentence 2: {text2}\nDo both sentences mean the same thing? Answer:{mask}",
-            metrics=("accuracy", "f1"),
-            positive_label="1",
-            field_names={"text1": "#1 String", "text2": "#2 String"},
-            description="Microsoft Research Paraphrase Corpus (1 = paraphrase)",
-            gen_template="Sentence 1: {text1}\nSentence 2:",
-        ),
-        Task(
-            name="qqp",
-            fields=("text1", "text2"),
-            labels=("0", "1"),
-            label_words={"0": "No", "1": "Yes"},
-            template="Question 1: {text1}\nQuestion 2: {text2}\nDo both questions ask the same thing? Answer:{mask}",
-            metrics=("accuracy", "f1"),
-            positive_label="1",
-            field_names={"text1": "question1", "text2": "question2"},
-            description="Quora Question Pairs (1 = duplicate); evaluated on a train-derived proxy here",
-            gen_template="Question 1: {text1}\nQuestion 2:",
-        ),
-        Task(
-            name="rte",
-            fields=("text1", "text2"),
-            labels=("entailment", "not_entailment"),
-            label_words={"entailment": "Yes", "not_entailment": "No"},
-            template='{text1}\nQuestion: Is it true that "{text2}"? Answer:{mask}',
-            field_names={"text1": "sentence1", "text2": "sentence2"},
-            description="Recognizing Textual Entailment",
-            gen_template="{text1}\nIt follows that:",
-        ),
-        Task(
-            name="qnli",
-            fields=("text1", "text2"),
-            labels=("entailment", "not_entailment"),
-            label_words={"entailment": "Yes", "not_entailment": "No"},
-            template="Question: {text1}\nSentence: {text2}\nDoes the sentence answer the question? Answer:{mask}",
-            field_names={"text1": "question", "text2": "sentence"},
-            description="Question NLI from SQuAD (entailment = the sentence answers the question)",
-            gen_template="Question: {text1}\nSentence:",
-        ),
-        Task(name="mnli", description="MultiNLI (dev-matched as test)", **_NLI3),
-        Task(name="snli", description="Stanford NLI", **_NLI3),
-        Task(name="sick", description="SICK entailment (3-way)", **_NLI3),
+        _same_meaning("mrpc", "Microsoft Research Paraphrase Corpus (1 = paraphrase)", "Sentence",
+                      "mean the same thing", ("#1 String", "#2 String")),
+        _same_meaning("qqp", "Quora Question Pairs (1 = duplicate); evaluated on a train-derived proxy here",
+                      "Question", "ask the same thing", ("question1", "question2")),
+        _nli("rte", "Recognizing Textual Entailment", _YES_NO, '{text1}\nQuestion: Is it true that "{text2}"? Answer:{mask}',
+             "{text1}\nIt follows that:", ("sentence1", "sentence2")),
+        _nli("qnli", "Question NLI from SQuAD (entailment = the sentence answers the question)", _YES_NO,
+             "Question: {text1}\nSentence: {text2}\nDoes the sentence answer the question? Answer:{mask}",
+             "Question: {text1}\nSentence:", ("question", "sentence")),
+        _nli("mnli", "MultiNLI (dev-matched as test)", _NLI3, *_NLI3_TEXT),
+        _nli("snli", "Stanford NLI", _NLI3, *_NLI3_TEXT),
+        _nli("sick", "SICK entailment (3-way)", _NLI3, *_NLI3_TEXT),
     ]
 }
 
@@ -248,20 +248,7 @@ def load_task_spec(path: str | Path) -> Task:
         if spec.get(key) is not None and not isinstance(spec[key], dict):
             raise fail(f"{p}: '{key}' must map names to values (e.g. {{train: train.csv}}), got {spec[key]!r}")
     files = {k: str((p.parent / v).resolve()) for k, v in (spec.get("files") or {}).items()}
-    return Task(
-        name=str(spec["name"]),
-        fields=tuple(spec["fields"]),
-        labels=tuple(str(x) for x in spec["labels"]),
-        label_words={str(k): str(v) for k, v in spec["label_words"].items()},
-        template=str(spec["template"]),
-        metrics=tuple(spec.get("metrics") or ("accuracy",)),
-        positive_label=None if spec.get("positive_label") is None else str(spec["positive_label"]),
-        field_names=dict(spec.get("field_names") or {}),
-        description=str(spec.get("description", "")),
-        gen_template=str(spec.get("gen_template", "")),
-        gen_templates={str(k): str(v) for k, v in (spec.get("gen_templates") or {}).items()},
-        files=files,
-    )
+    return Task.from_dict({**spec, "files": files})
 
 
 def resolve_task(name: str | None = None, spec: str | Path | None = None) -> Task:

@@ -168,12 +168,12 @@ def frozen_random(cls: Any, cfg: Any, tok: Any, name: str, seed: int, dtype: tor
 
 
 def prompt_trainer(bb: Backbone, task: Task, train: list[dict], syn: list[dict] | None = None, **cfg_kw: Any):
-    from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTuningConfig
+    from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTrainerConfig
 
     kw = dict(prompt_length=PROMPT_TOKENS, batch_size=BATCH, max_length=PROMPT_TOKENS + INPUT_TOKENS,
               max_steps=10 ** 6, eval_every=10 ** 6, checkpoint_every=10 ** 6)
     kw.update(cfg_kw)
-    return PromptTrainer(task, bb, PromptTuningConfig(**kw), train, [], synthetic=syn, progress=False)
+    return PromptTrainer(task, bb, PromptTrainerConfig(**kw), train, [], synthetic=syn, progress=False)
 
 
 def trainer_forward(tr: Any, step: int) -> torch.Tensor:

@@ -99,7 +99,7 @@ def generation_speedup(model: str = "tiny-gpt2", n: int = 32, max_new_tokens: in
     # multi_line: rows run to EOS / max_new_tokens in both modes (no early line-end stop in the loop only)
     cfg = GenerationConfig(batch_size=n, max_new_tokens=max_new_tokens, multi_line=True)
     s = Sampler(bb, task, prompts, cfg, 128)
-    ctx = [s.enc.context(train[i % len(train)], max_new_tokens + 1) for i in range(n)]
+    context_ids = [s.enc.context(train[i % len(train)], max_new_tokens + 1) for i in range(n)]
     eos = s.enc.eos
 
     def count(texts_ids: torch.Tensor) -> int:
@@ -117,14 +117,14 @@ def generation_speedup(model: str = "tiny-gpt2", n: int = 32, max_new_tokens: in
     bb.model.generate = counting
     try:
         mode = "batched"
-        s._generate(0, ctx[:2], 0)  # warm-up
+        s._generate(0, context_ids[:2], 0)  # warm-up
         tokens["batched"] = 0
         t = time.perf_counter()
-        s._generate(0, ctx, 1)
+        s._generate(0, context_ids, 1)
         t_batched = time.perf_counter() - t
         mode = "loop"
         t = time.perf_counter()
-        for i, c in enumerate(ctx):
+        for i, c in enumerate(context_ids):
             s._generate(0, [c], 100 + i)  # the same rows, one generate call each
         t_loop = time.perf_counter() - t
     finally:

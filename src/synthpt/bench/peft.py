@@ -56,7 +56,7 @@ class _PeftSide:
         self.batches = []
         for step in range(4):
             rows = trainer.plan.rows(step)
-            ids = [trainer._ctx(r.source, r.index) for r in rows]
+            ids = [trainer._context_ids(r.source, r.index) for r in rows]
             words = [enc.label_ids[trainer.labels[r.source][r.index]] for r in rows]
             if bb.is_seq2seq:
                 inp, att = pad_right(ids, pad)
@@ -81,7 +81,7 @@ class _PeftSide:
 
 def _versus_peft(bb: Backbone, tr: Any, reps: int, warmup: int, **details: Any) -> list[dict[str, Any]]:
     """Time and memory of ``tr.train_step`` against a PEFT step on the same backbone and rows."""
-    lens = {len(tr._ctx("real", r.index)) for s in range(4) for r in tr.plan.rows(s)}
+    lens = {len(tr._context_ids("real", r.index)) for s in range(4) for r in tr.plan.rows(s)}
     peft_side = _PeftSide(bb, tr)
     counter = iter(range(10 ** 9))
 

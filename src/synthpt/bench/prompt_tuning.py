@@ -54,7 +54,7 @@ def causal_prefix_step_vs_plain_step(reps: int = 5) -> dict[str, Any]:
     half = BATCH // 2
     tr = prompt_trainer(bb, BENCH_TASK, real, syn, strategy="paired", gradient_surgery=True,
                          batch_size=half, syn_batch_size=BATCH - half)
-    lens = {len(tr._ctx(r.source, r.index)) for s in range(4) for r in tr.plan.rows(s)}
+    lens = {len(tr._context_ids(r.source, r.index)) for s in range(4) for r in tr.plan.rows(s)}
     steps = iter(range(10 ** 9))
 
     def side(prefix: bool) -> Callable[[], None]:

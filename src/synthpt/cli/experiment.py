@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import types
-import typing
 from typing import Any
 
 SECTION_FLAGS = {"generator": "generator", "generation": "generation", "prompt_tuning": "pt"}
@@ -13,6 +10,7 @@ SECTION_FLAGS = {"generator": "generator", "generation": "generation", "prompt_t
 
 def _add_section_flags(p: argparse.ArgumentParser) -> None:
     """``--generator-<field>``, ``--generation-<field>``, ``--pt-<field>`` for every config field."""
+    from synthpt.cli.main import add_dataclass_args
     from synthpt.core.errors import SynthptError
     from synthpt.experiments.config import section_class
 
@@ -22,20 +20,7 @@ def _add_section_flags(p: argparse.ArgumentParser) -> None:
         except SynthptError:
             continue  # the generator stage is not installed; --set generator.KEY=V still works
         g = p.add_argument_group(f"{section} ({cls.__name__}); also settable as `{section}:` in --config")
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            typ = hints[f.name]
-            if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
-                typ = next(a for a in typing.get_args(typ) if a is not type(None))
-            flag = f"--{prefix}-{f.name.replace('_', '-')}"
-            dest = f"sec__{section}__{f.name}"
-            default = f.default if f.default is not dataclasses.MISSING else "(computed)"
-            if typ is bool:
-                g.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"(default: {default})")
-            elif typ in (int, float, str):
-                g.add_argument(flag, dest=dest, type=typ, default=None, metavar=typ.__name__.upper(),
-                               help=f"(default: {default})")
+        add_dataclass_args(g, cls, prefix=f"{prefix}-", dest_prefix=f"sec__{section}__", overrides_only=True)
 
 
 def _apply_flags(st: Any, ns: argparse.Namespace, force: bool = False) -> None:
@@ -72,8 +57,15 @@ def cmd_run(ns: argparse.Namespace) -> None:
     for key in ("model", "k", "max_eval"):
         if getattr(ns, key) is not None:
             st.set(key, getattr(ns, key), where=f"--{key.replace('_', '-')}")
-    if ns.generator is not None:
-        st.set("generator_model", ns.generator, where="--generator")
+    if ns.generator_model_deprecated is not None:
+        import sys
+
+        print("synthpt: warning: `run --generator` is deprecated (it names a model here, a tuned folder in "
+              "`generate`); use --generator-model", file=sys.stderr)
+        if ns.generator_model is None:
+            ns.generator_model = ns.generator_model_deprecated
+    if ns.generator_model is not None:
+        st.set("generator_model", ns.generator_model, where="--generator-model")
     _apply_flags(st, ns, force=True)
     data_dir = ns.data_dir or st.data_dir or "../shared/data"
     r = run_pipeline(task, ns.seed, data_dir, ns.out, st, method=ns.method, progress=not ns.quiet)
@@ -109,13 +101,29 @@ def cmd_experiment(ns: argparse.Namespace) -> None:
 
     st = load_settings(ns.config)
     _apply_flags(st, ns)
+    _apply_sweeps(st, ns.sweep or [])
     data_dir = ns.data_dir or st.data_dir or "../shared/data"
     res = run_experiment(st, data_dir, ns.out, tasks=_csv(ns.tasks), seeds=_csv(ns.seeds, int),
                          methods=_csv(ns.methods), progress=not ns.quiet)
     print(f"{res['cells']} cells in {res['seconds']:.1f} s; wrote " + ", ".join(f"{ns.out}/{f}" for f in res["files"]))
     from pathlib import Path
 
-    print((Path(ns.out) / "table.md").read_text())
+    print((Path(ns.out) / ("sweep.md" if st.sweep else "table.md")).read_text())
+
+
+def _apply_sweeps(st: Any, items: list[str]) -> None:
+    """``--sweep KEY=[v1,v2]``: sets (or replaces) that key's axis of the config's ``sweep:``."""
+    from synthpt.core.errors import fail
+    from synthpt.experiments.config import parse_value
+    from synthpt.experiments.sweep import check_sweep
+
+    for item in items:
+        if "=" not in item:
+            raise fail(f"--sweep {item}: expected KEY=[VALUES], e.g. --sweep generation.n_per_label=[64,256,1024]")
+        key, text = (x.strip() for x in item.split("=", 1))
+        value = parse_value(text)
+        values = value if isinstance(value, list) else [value]  # --sweep k=64: a sweep of one point
+        st.sweep = {**st.sweep, **check_sweep({key: values}, "--sweep", st)}
 
 
 def cmd_methods(ns: argparse.Namespace) -> None:
@@ -130,8 +138,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("run", help="the whole method: generator tuning, generation, prompt tuning, evaluation",
                        description="Few-shot data to a deployable soft prompt: sample the K-shot split, tune the "
-                       "generator (Step 1), generate and filter synthetic data (Step 2), prompt-tune with paired "
-                       "batches and gradient surgery (Step 3) and evaluate.  Every stage is cached by its config: "
+                       "generator (Stage 1), generate and filter synthetic data (Stage 2), prompt-tune with paired "
+                       "batches and gradient surgery (Stage 3) and evaluate.  Every stage is cached by its config: "
                        "rerunning the same command redoes nothing, a changed knob reruns that stage and the later "
                        "ones.  Precedence: built-in run defaults < --config < flags.",
                        epilog="Outputs: split/, generator/, synthetic.jsonl, prompt/ (PEFT adapter), metrics.json, "
@@ -140,7 +148,9 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=42, help="seed of the split and of every stage (default 42)")
     p.add_argument("--data-dir", help="benchmark folder (default: config data_dir or ../shared/data)")
     p.add_argument("--model", help="backbone to prompt-tune (default tiny-t5)")
-    p.add_argument("--generator", help="generator LM of Steps 1-2 (default tiny-gpt2)")
+    p.add_argument("--generator-model", help="frozen LM under the generator of Stages 1-2 (default tiny-gpt2)")
+    p.add_argument("--generator", dest="generator_model_deprecated", metavar="GENERATOR_MODEL",
+                   help="deprecated alias of --generator-model")
     p.add_argument("--k", type=int, help="shots per class (default 16)")
     p.add_argument("--max-eval", type=int, help="evaluate on a fixed subset of at most N test rows (run default 500)")
     p.add_argument("--method", help="method from `synthpt methods` (default: config `method:` or ours)")
@@ -154,7 +164,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("experiment", help="a grid of tasks x seeds x methods, paper-style tables and plots",
                        description="Run every (task, seed, method) cell of a config, caching every stage and cell; "
                        "rerun to resume.  Writes table.md/.csv/.tex (methods as rows, tasks as columns, mean ± std "
-                       "over seeds ×100, AVG), one table per `tables:` entry, and methods.png / conflicts.png.")
+                       "over seeds ×100, AVG), one table per `tables:` entry, and methods.png / conflicts.png.  With a "
+                       "`sweep:` (or --sweep) the grid runs once per point, sharing every stage that does not read "
+                       "the swept knob, and writes those files per point plus sweep.md/.csv/.png.  Every synthetic "
+                       "set gets synthetic.report.md/.png beside it; synthetic.md lists them.")
     p.add_argument("--config", required=True, help="experiment YAML (see configs/smoke.yaml)")
     p.add_argument("--data-dir", help="benchmark folder (default: config data_dir or ../shared/data)")
     p.add_argument("--out", required=True, help="output folder (its cache makes reruns resume)")
@@ -162,6 +175,10 @@ def register(sub: Any) -> None:
     p.add_argument("--seeds", help="only these seeds of the config, e.g. 13,42")
     p.add_argument("--methods", help="only these method rows of the config; a registered method the config "
                    "lacks (`synthpt methods`) is added as a row, e.g. pt,pt+gold")
+    p.add_argument("--sweep", action="append", metavar="KEY=[VALUES]",
+                   help="run the grid once per value of a knob, e.g. --sweep generation.n_per_label=[64,256,1024] "
+                   "(repeatable: the product of the axes; replaces the config's `sweep:` axis of that key). Writes "
+                   "table-<point>.md/.csv/.tex per point, sweep.md/.csv and sweep.png")
     _common(p)
     p.set_defaults(func=cmd_experiment)
 

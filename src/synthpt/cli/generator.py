@@ -1,4 +1,4 @@
-"""CLI: ``synthpt generator tune`` (Step 1) and ``synthpt generate`` (Step 2)."""
+"""CLI: ``synthpt generator tune`` (Stage 1) and ``synthpt generate`` (Stage 2)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def cmd_tune(ns: argparse.Namespace) -> None:
     from synthpt.generator.tuning import GeneratorConfig, run_generator_tuning
 
     task = task_from_args(ns)
-    cfg = dataclass_from_args(GeneratorConfig, ns, init_from_label_words=not ns.no_init_from_label_words)
+    cfg = dataclass_from_args(GeneratorConfig, ns)
     s = run_generator_tuning(task, ns.data, ns.model, ns.out, cfg, restart=ns.restart,
                              trust_remote_code=ns.trust_remote_code)
     if dist.is_main():
@@ -49,7 +49,7 @@ def cmd_generate(ns: argparse.Namespace) -> None:
 def register(sub: Any) -> None:
     from synthpt.cli.main import EPILOG, add_dataclass_args, add_model_args, add_task_args
 
-    p = sub.add_parser("generator", help="Step 1: tune the label-conditioned generator (DawGen)",
+    p = sub.add_parser("generator", help="Stage 1: tune the label-conditioned generator (DawGen)",
                        description="Tune the generator LM's per-label soft prompts.")
     gsub = p.add_subparsers(dest="generator_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda ns: p.print_help())
@@ -63,12 +63,10 @@ def register(sub: Any) -> None:
     add_model_args(t)
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
     t.add_argument("--out", required=True, help="output folder")
-    t.add_argument("--no-init-from-label-words", action="store_true",
-                   help="initialise the label prompts from random vocabulary embeddings only")
-    add_dataclass_args(t, _tune_config_cls(), skip=("init_from_label_words",))
+    add_dataclass_args(t, _tune_config_cls())
     t.set_defaults(func=cmd_tune)
 
-    g = sub.add_parser("generate", help="Step 2: generate filtered, label-conditioned synthetic data",
+    g = sub.add_parser("generate", help="Stage 2: generate filtered, label-conditioned synthetic data",
                        description="Sample N examples per label with a tuned generator; drop duplicates, "
                        "near duplicates, out-of-bounds lengths and label-inconsistent texts. Output is JSONL "
                        "(task fields, label, score, provenance) plus OUT.report.json. Rerun to resume.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import errno
 import json
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from synthpt.core.errors import SynthptError, fail
-from synthpt.core.knobs import help_of
+from synthpt.core.knobs import help_of, values_of
 
 EPILOG = "Docs: README.md.  Every run writes config.json with the resolved configuration."
 
@@ -34,23 +35,39 @@ class Parser(argparse.ArgumentParser):
 
 
 # ---- helpers shared by subcommands --------------------------------------------------------
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per dataclass field; default, type and help taken from the field (:func:`knob`)."""
+def knob_type(typ: Any) -> Any:
+    """The type a flag parses: ``int | None`` -> ``int``."""
+    if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
+        return next(a for a in typing.get_args(typ) if a is not type(None))
+    return typ
+
+
+def add_dataclass_args(parser: Any, cls: type, skip: tuple[str, ...] = (), prefix: str = "",
+                       dest_prefix: str | None = None, overrides_only: bool = False) -> None:
+    """One ``--<prefix><field>`` flag per dataclass field, the one flag builder of every command.
+
+    Default, type and help come from the field (:func:`synthpt.core.knobs.knob`); a boolean is a
+    ``--flag`` / ``--no-flag`` pair; an Enum-typed field shows its values in ``--help`` (a value
+    outside them fails in the config's ``validate``, one line, exit 2, as from a config file).  ``overrides_only`` (``run``'s section flags): every flag defaults to None,
+    so only the flags given on the command line override the config file's values."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        typ = hints[f.name]
+        typ = knob_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else None
-        text = help_of(f)
+        shown = default if f.default is not dataclasses.MISSING else "(computed)"
+        kw: dict[str, Any] = {"default": None if overrides_only else default}
+        if dest_prefix is not None:
+            kw["dest"] = dest_prefix + f.name
+        flag = f"--{prefix}{f.name.replace('_', '-')}"
         if typ is bool:
-            parser.add_argument(flag, action="store_true", default=default, help=text)
-            continue
-        args = typing.get_args(typ)
-        if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
-            typ = next(a for a in args if a is not type(None))
-        parser.add_argument(flag, type=typ, default=default, help=f"{text} (default: {default})")
+            action = parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif isinstance(typ, type) and issubclass(typ, enum.Enum):  # the config's validate() names a bad value
+            action = parser.add_argument(flag, type=str, metavar="{" + ",".join(values_of(typ)) + "}", **kw)
+        else:
+            action = parser.add_argument(flag, type=typ, metavar=f.name.upper(), **kw)
+        action.help = f"{help_of(f)} (default: {shown})".lstrip()  # set after: argparse may append its own
 
 
 def dataclass_from_args(cls: type, ns: argparse.Namespace, **overrides: Any) -> Any:
@@ -89,7 +106,7 @@ def cmd_tasks(ns: argparse.Namespace) -> None:
         print(f"  fields:     {', '.join(f'{f} ({t.field_names.get(f, f)})' for f in t.fields)}")
         print(f"  labels:     {words}")
         print(f"  template:   {t.template!r}")
-        # what Step 2's generator reads before it writes a text (one context per label if the task has them)
+        # what Stage 2's generator reads before it writes a text (one context per label if the task has them)
         if t.gen_templates:
             for lab in t.labels:
                 print(f"  generate {lab}: {t.gen_template_for(lab)!r}")
@@ -104,7 +121,7 @@ def cmd_models(ns: argparse.Namespace) -> None:
     for m in BUILTIN_MODELS.values():
         print(f"{m.name:14s} {m.family:8s} {m.size:32s} {m.source}")
     print(f"\ncache: {cache_dir()}  (set SYNTHPT_CACHE to move it).  Any hub id, HF folder or .gguf file "
-          "works as --model / --generator too.")
+          "works as --model / --generator-model too.")
 
 
 def cmd_sample(ns: argparse.Namespace) -> None:
@@ -118,21 +135,27 @@ def cmd_sample(ns: argparse.Namespace) -> None:
 
 
 
+def add_dtype_arg(p: argparse.ArgumentParser) -> None:
+    from synthpt.core.models import DType
+
+    p.add_argument("--dtype", choices=values_of(DType),
+                   help="precision of the frozen backbone (bfloat16/float16 for GPUs; default: as saved)")
+
+
 def add_model_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
     p.add_argument("--model", default=default, required=default is None,
                    help="built-in name (`synthpt models`), HF folder, .gguf file or hub id")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow model code from the hub (off by default: it runs arbitrary code)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                   help="precision of the frozen backbone (bfloat16/float16 for GPUs; default: as saved)")
+    add_dtype_arg(p)
 
 
 def cmd_prompt_tune(ns: argparse.Namespace) -> None:
     from synthpt.prompt_tuning.recipe import run_prompt_tuning
-    from synthpt.prompt_tuning.trainer import PromptTuningConfig
+    from synthpt.prompt_tuning.trainer import PromptTrainerConfig
 
     task = task_from_args(ns)
-    cfg = dataclass_from_args(PromptTuningConfig, ns)
+    cfg = dataclass_from_args(PromptTrainerConfig, ns)
     m = run_prompt_tuning(task, ns.data, ns.model, ns.out, cfg, synthetic=ns.synthetic, init_prompt=ns.init_prompt,
                           max_eval=ns.max_eval, restart=ns.restart, trust_remote_code=ns.trust_remote_code,
                           dtype=ns.dtype)
@@ -147,7 +170,7 @@ def cmd_prompt_tune(ns: argparse.Namespace) -> None:
 def cmd_evaluate(ns: argparse.Namespace) -> None:
     from synthpt.core.classify import evaluate
     from synthpt.core.models import load_backbone, parse_dtype
-    from synthpt.core.soft_prompt import check_prompt_fits, load_peft_prompt
+    from synthpt.core.saving import check_prompt_fits, load_peft_prompt
     from synthpt.data import load_split
     from synthpt.prompt_tuning.recipe import eval_subset
 
@@ -196,7 +219,7 @@ def _register_core(sub: Any) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("prompt-tune", help="train a soft prompt (Step 3, strategies, gradient surgery)",
+    p = sub.add_parser("prompt-tune", help="train a soft prompt (Stage 3, strategies, gradient surgery)",
                        description="Train a soft prompt before a frozen LM on real (+ synthetic) data; keep the best "
                        "prompt on the dev split; write a PEFT adapter and metrics.json. Rerun the same command to "
                        "resume after an interruption.", epilog=EPILOG)
@@ -218,8 +241,7 @@ def _register_core(sub: Any) -> None:
     p.add_argument("--prompt", help="prompt adapter folder (from prompt-tune); omit for zero-shot")
     p.add_argument("--model", help="backbone (default: the adapter's base model)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                   help="precision of the backbone (bfloat16/float16 for GPUs; default: as saved)")
+    add_dtype_arg(p)
     p.add_argument("--split", default="test", help="train | dev | test (default test)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=256)
@@ -229,9 +251,9 @@ def _register_core(sub: Any) -> None:
 
 
 def _pt_config_cls() -> type:
-    from synthpt.prompt_tuning.trainer import PromptTuningConfig
+    from synthpt.prompt_tuning.trainer import PromptTrainerConfig
 
-    return PromptTuningConfig
+    return PromptTrainerConfig
 
 
 # Stage modules that add subcommands; each has ``register(subparsers)``.

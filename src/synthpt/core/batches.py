@@ -2,7 +2,7 @@
 
 A resumed run therefore sees exactly the batches an uninterrupted run would, and every
 process of a data-parallel run computes the same global batch and takes its own slice.
-Prompt tuning (Step 3) and generator tuning (Step 1) both draw their rows from these.
+Prompt tuning (Stage 3) and generator tuning (Stage 1) both draw their rows from these.
 """
 
 from __future__ import annotations

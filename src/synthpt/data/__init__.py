@@ -4,7 +4,8 @@ Everything returns canonical examples (task fields + ``label`` string), see
 :mod:`synthpt.tasks`.
 """
 
-from synthpt.data.loaders import load_file, load_hub, load_lmbff_kshot, load_official
+from synthpt.data.loaders import load_file, load_hub
+from synthpt.data.official import load_lmbff_kshot, load_official
 from synthpt.data.sampling import SEEDS, load_split, make_split, sample_heldout, sample_kshot, training_pool
 
 __all__ = [

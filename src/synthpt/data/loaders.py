@@ -2,7 +2,8 @@
 
 Every loader returns ``list[dict]`` with the task's fields (``text1``/``text2`` or ``text``)
 as non-empty, stripped strings and ``label`` as a string in ``task.labels``.  All format
-quirks (see ``shared/data/SOURCES.md``) live here and nowhere else:
+quirks (see ``shared/data/SOURCES.md``) live here and in :mod:`synthpt.data.official` (where each
+benchmark's files are), nowhere else:
 
 * GLUE TSVs are tab-separated *without* quoting (texts contain bare ``"``), MRPC starts
   with a BOM and keeps its label in column 0 (``Quality``);
@@ -24,13 +25,12 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from synthpt.core.errors import fail
 from synthpt.core.io import read_jsonl_numbered, read_text
-from synthpt.tasks import BUILTIN_TASKS, Task, get_task
+from synthpt.tasks import Task, get_task
 
 csv.field_size_limit(2**31 - 1)
 
@@ -239,7 +239,7 @@ def read_table(path: Path, delimiter: str, quoting: int | None) -> tuple[list[st
 # ---------------------------------------------------------------------------- generic files
 
 
-def _read_json_records(path: Path) -> list[Record]:
+def json_records(path: Path) -> list[Record]:
     text = read_text(path)
     if not text.strip():
         raise fail(f"{path}: file is empty")
@@ -261,12 +261,12 @@ def _read_json_records(path: Path) -> list[Record]:
     return items
 
 
-def _jsonl_records(path: Path) -> list[Record]:
+def jsonl_records(path: Path) -> list[Record]:
     rows = read_jsonl_numbered(path)
     return [(f"{path}: row {n} (line {line})", r) for n, (line, r) in enumerate(rows, start=1)]
 
 
-def _columns_of(records: list[Record]) -> list[str]:
+def columns_of(records: list[Record]) -> list[str]:
     cols: dict[str, None] = {}
     for _, rec in records:
         cols.update(dict.fromkeys(rec))
@@ -276,11 +276,11 @@ def _columns_of(records: list[Record]) -> list[str]:
 def _read_records(path: Path) -> tuple[list[str], list[Record]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        records = _jsonl_records(path)
-        return _columns_of(records), records
+        records = jsonl_records(path)
+        return columns_of(records), records
     if suffix == ".json":
-        records = _read_json_records(path)
-        return _columns_of(records), records
+        records = json_records(path)
+        return columns_of(records), records
     if suffix == ".csv":
         return read_table(path, ",", csv.QUOTE_MINIMAL)
     if suffix in (".tsv", ".txt", ".tab"):
@@ -303,157 +303,6 @@ def load_file(path: str | Path, task: Task | str) -> list[dict[str, str]]:
     columns, records = _read_records(p)
     mapping, label = infer_columns(t, columns, str(p))
     return to_examples(t, records, mapping, label)
-
-
-# ---------------------------------------------------------------------------- official data
-
-
-@dataclass(frozen=True)
-class _Source:
-    """Where one official split lives and how to read it."""
-
-    files: tuple[str, ...]
-    kind: str  # "glue" (unquoted TSV), "quoted" (CSV-quoted TSV), "jsonl", "pool" ({id: row})
-    columns: tuple[str, ...]
-    label: str
-    where: tuple[str, str] | None = None  # keep rows whose column equals the value
-
-
-_POOL = ("text_a", "text_b")
-
-
-def _pool(task_dir: str) -> _Source:
-    files = (f"{task_dir}/train_subset_9k.json", f"{task_dir}/train_subset_1k.json")
-    return _Source(files, "pool", _POOL, "label")
-
-
-def _sick(split: str) -> _Source:
-    return _Source(("SICK/SICK.txt",), "glue", ("sentence_A", "sentence_B"), "entailment_label",
-                   ("SemEval_set", split))
-
-
-_OFFICIAL: dict[str, dict[str, _Source]] = {
-    "sst-2": {
-        "train": _Source(("SST-2/train.tsv",), "glue", ("sentence",), "label"),
-        "test": _Source(("SST-2/dev.tsv",), "glue", ("sentence",), "label"),
-    },
-    "mrpc": {
-        "train": _Source(("MRPC/train.tsv",), "glue", ("#1 String", "#2 String"), "Quality"),
-        "test": _Source(("MRPC/dev.tsv",), "glue", ("#1 String", "#2 String"), "Quality"),
-    },
-    "rte": {
-        "train": _Source(("RTE/train.tsv",), "glue", ("sentence1", "sentence2"), "label"),
-        "test": _Source(("RTE/dev.tsv",), "glue", ("sentence1", "sentence2"), "label"),
-    },
-    "qnli": {
-        "train": _pool("QNLI"),
-        "test": _Source(("QNLI/dev.tsv",), "glue", ("question", "sentence"), "label"),
-    },
-    "mnli": {
-        "train": _pool("MNLI"),
-        "test": _Source(("MNLI/dev_matched.jsonl",), "jsonl", ("premise", "hypothesis"), "label"),
-    },
-    "snli": {
-        "train": _pool("SNLI"),
-        "test": _Source(("SNLI/test.tsv",), "quoted", ("premise", "hypothesis"), "label"),
-        "dev": _Source(("SNLI/dev.tsv",), "quoted", ("premise", "hypothesis"), "label"),
-    },
-    "qqp": {
-        "train": _pool("QQP"),
-        "test": _Source(("QQP/heldout_from_train.tsv",), "glue", ("question1", "question2"), "is_duplicate"),
-    },
-    "sick": {"train": _sick("TRAIN"), "dev": _sick("TRIAL"), "test": _sick("TEST")},
-}
-
-
-def _source_records(path: Path, src: _Source) -> tuple[list[str], list[Record]]:
-    if src.kind == "jsonl":
-        records = _jsonl_records(path)
-        return _columns_of(records), records
-    if src.kind == "pool":
-        records = _read_json_records(path)
-        return _columns_of(records), records
-    quoting = csv.QUOTE_NONE if src.kind == "glue" else csv.QUOTE_MINIMAL
-    return read_table(path, "\t", quoting)
-
-
-def _check_data_dir(data_dir: str | Path | None) -> Path:
-    if data_dir is None:
-        raise fail("no data directory given (pass --data-dir, e.g. shared/data)")
-    d = Path(data_dir)
-    if not d.is_dir():
-        raise fail(f"{d}: data directory not found")
-    return d
-
-
-def official_files(task: Task | str, split: str, data_dir: str | Path) -> list[Path]:
-    """The files :func:`load_official` reads (for provenance in split metadata)."""
-    t = as_task(task)
-    return [Path(data_dir) / f for f in _official_source(t, split).files]
-
-
-def _official_source(task: Task, split: str) -> _Source:
-    if task.name not in _OFFICIAL:
-        raise fail(
-            f"task {task.name!r} has no official data; built-in tasks: {', '.join(BUILTIN_TASKS)} "
-            "(user tasks load their own files)"
-        )
-    splits = _OFFICIAL[task.name]
-    if split not in splits:
-        raise fail(f"task {task.name!r} has no {split!r} split; available: {', '.join(splits)}")
-    return splits[split]
-
-
-def load_official(task: Task | str, split: str, data_dir: str | Path) -> list[dict[str, str]]:
-    """The official evaluation split (``"test"``) or training pool (``"train"``) of a task.
-
-    ``"dev"`` exists for SICK (TRIAL rows) and SNLI (``dev.tsv``).  ``"test"`` is what the
-    few-shot literature evaluates on (GLUE dev sets, MNLI dev-matched, SNLI test, SICK TEST,
-    and a train-derived proxy for QQP).
-    """
-    t = as_task(task)
-    src = _official_source(t, split)
-    root = _check_data_dir(data_dir)
-    out: list[dict[str, str]] = []
-    for rel in src.files:
-        path = root / rel
-        if not path.is_file():
-            raise fail(f"{path}: file not found (needed for {t.name} {split}; see shared/data/SOURCES.md)")
-        _, records = _source_records(path, src)
-        if src.where is not None:
-            col, value = src.where
-            records = [(loc, rec) for loc, rec in records if rec.get(col) == value]
-        out.extend(to_examples(t, records, dict(zip(t.fields, src.columns)), src.label))
-    return out
-
-
-def lmbff_dir(task: Task | str, k: int, seed: int, data_dir: str | Path) -> Path:
-    """``<data_dir>/k-shot/<TASK>/<k>-<seed>``, the LM-BFF layout (upper-case task names)."""
-    return Path(data_dir) / "k-shot" / as_task(task).name.upper() / f"{k}-{seed}"
-
-
-def load_lmbff_kshot(
-    task: Task | str, k: int, seed: int, data_dir: str | Path
-) -> tuple[list[dict[str, str]], list[dict[str, str]]] | None:
-    """The published LM-BFF (train, dev) split for this task, k and seed, or None if absent.
-
-    Using the published files instead of re-sampling makes results comparable to papers
-    that report on exactly these splits.
-    """
-    t = as_task(task)
-    d = lmbff_dir(t, k, seed, data_dir)
-    if not d.is_dir():
-        return None
-    dev_name = "dev_matched.tsv" if t.name == "mnli" else "dev.tsv"
-    parts = []
-    for name in ("train.tsv", dev_name):
-        path = d / name
-        if not path.is_file():
-            raise fail(f"{path}: file not found (LM-BFF split directory {d} is incomplete)")
-        columns, records = read_table(path, "\t", csv.QUOTE_NONE)
-        mapping, label = infer_columns(t, columns, str(path))
-        parts.append(to_examples(t, records, mapping, label))
-    return parts[0], parts[1]
 
 
 def load_hub(task: Task | str, name: str, split: str, config: str | None = None) -> list[dict[str, str]]:

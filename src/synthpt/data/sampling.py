@@ -16,7 +16,8 @@ from typing import Any
 
 from synthpt.core.errors import fail
 from synthpt.core.io import write_json, write_jsonl
-from synthpt.data.loaders import as_task, load_file, load_lmbff_kshot, load_official, official_files
+from synthpt.data.loaders import as_task, load_file
+from synthpt.data.official import load_lmbff_kshot, load_official, official_files
 from synthpt.tasks import Task
 
 SEEDS: tuple[int, ...] = (13, 21, 42, 87, 100)

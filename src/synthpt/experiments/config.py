@@ -3,12 +3,13 @@
 One schema serves ``synthpt run --config`` and ``synthpt experiment --config``::
 
     model: tiny-t5                 # backbone (built-in name, HF folder, .gguf, hub id)
-    generator_model: tiny-gpt2     # generator LM of Steps 1-2
+    generator_model: tiny-gpt2     # generator LM of Stages 1-2
     k: 16                          # shots per class (train and dev)
     max_eval: 300                  # evaluate on a fixed subset of at most N test rows (null: all)
-    generator: {...}               # GeneratorConfig fields (Step 1)
-    generation: {...}              # GenerationConfig fields (Step 2)
-    prompt_tuning: {...}           # PromptTuningConfig fields (Step 3)
+    judge_rows: 200                # synthetic.report.md: rows its judges score per set (null: all; 0: none)
+    generator: {...}               # GeneratorConfig fields (Stage 1)
+    generation: {...}              # GenerationConfig fields (Stage 2)
+    prompt_tuning: {...}           # PromptTrainerConfig fields (Stage 3)
     options: {...}                 # free-form knobs for methods (ctx.options)
     method: ours                   # `run` only: the method (default ours)
     tasks: [rte, mrpc, my.yaml]    # experiment: built-in names or task-spec files (relative to the config)
@@ -18,6 +19,8 @@ One schema serves ``synthpt run --config`` and ``synthpt experiment --config``::
       - {name: ours-lr0.1, method: ours, display: "Ours (lr 0.1)", prompt_tuning: {lr: 0.1}}
     tables:                        # optional extra tables (table-<name>.md/.csv/.tex)
       - {name: main, title: "Main comparison", methods: [pt, ours]}
+    sweep:                         # optional: the grid once per value (product over keys; sweep.py)
+      generation.n_per_label: [64, 256, 1024]
 
 A row dict may set ``model``, ``generator_model``, ``generator``, ``generation``,
 ``prompt_tuning`` and ``options``; its values win over the top-level ones and over the
@@ -28,6 +31,7 @@ Unknown keys and wrong types fail with one line naming the key.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,13 +39,14 @@ from pathlib import Path
 from typing import Any
 
 from synthpt.core.errors import fail
+from synthpt.core.knobs import values_of
 
 SECTIONS = ("generator", "generation", "prompt_tuning")
 SCALARS: dict[str, Any] = {"name": str, "description": str, "model": str, "generator_model": str, "k": int,
-                           "max_eval": int | None, "method": str, "data_dir": str}
+                           "max_eval": int | None, "method": str, "data_dir": str, "judge_rows": int | None}
 # grid axes: a config lists them; ``--set seeds=[13,21]`` replaces the list (``--seeds`` only narrows it)
 AXES: dict[str, Any] = {"tasks": list[str], "seeds": list[int]}
-TOP_KEYS = set(SCALARS) | set(SECTIONS) | set(AXES) | {"options", "methods", "tables", "plots"}
+TOP_KEYS = set(SCALARS) | set(SECTIONS) | set(AXES) | {"options", "methods", "tables", "plots", "sweep"}
 ROW_KEYS = {"name", "method", "display", "model", "generator_model", "options", *SECTIONS}
 TABLE_KEYS = {"name", "title", "methods"}
 
@@ -57,9 +62,9 @@ RUN_MAX_EVAL = 500
 
 def section_class(section: str) -> type:
     if section == "prompt_tuning":
-        from synthpt.prompt_tuning.trainer import PromptTuningConfig
+        from synthpt.prompt_tuning.trainer import PromptTrainerConfig
 
-        return PromptTuningConfig
+        return PromptTrainerConfig
     from synthpt.methods.base import generator_api
 
     gen = generator_api()
@@ -71,6 +76,8 @@ def _type_name(typ: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(typ))
     if typ is type(None):
         return "null"
+    if isinstance(typ, type) and issubclass(typ, enum.Enum):
+        return "one of " + ", ".join(values_of(typ))
     return getattr(typ, "__name__", str(typ))
 
 
@@ -100,6 +107,9 @@ def coerce(value: Any, typ: Any, where: str) -> Any:
     elif typ is str:
         if isinstance(value, str):
             return value
+    elif isinstance(typ, type) and issubclass(typ, enum.Enum):
+        if isinstance(value, str) and value in values_of(typ):
+            return str(typ(value).value)  # a plain string, as YAML wrote it
     elif typing.get_origin(typ) in (list, tuple) or typ in (list, tuple):
         if isinstance(value, list | tuple):
             args = typing.get_args(typ)
@@ -132,7 +142,7 @@ def check_section(section: str, values: Any, where: str) -> dict[str, Any]:
 
 
 @dataclass
-class Row:
+class MethodRow:
     """One method row of an experiment: a registry method plus overrides."""
 
     name: str
@@ -168,9 +178,11 @@ class Settings:
     options: dict[str, Any] = field(default_factory=dict)
     tasks: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
-    rows: list[Row] = field(default_factory=list)
+    rows: list[MethodRow] = field(default_factory=list)
     tables: list[TableSpec] = field(default_factory=list)
     plots: bool = True
+    judge_rows: int | None = 200  # rows per synthetic set its report's judges score (null: all; 0: no judge)
+    sweep: dict[str, list[Any]] = field(default_factory=dict)  # knob -> values (experiments/sweep.py)
     # section values that win over a method's own knobs (``synthpt run`` flags, e.g. --pt-strategy)
     forced: dict[str, dict[str, Any]] = field(default_factory=lambda: {s: {} for s in SECTIONS})
 
@@ -187,7 +199,9 @@ class Settings:
                 return
             if section not in SECTIONS:
                 raise fail(f"{where}: unknown section {section!r} (known: {', '.join(SECTIONS)}, options)")
-            checked = check_section(section, {key: value}, where.split(".")[0] if "." in where else section)
+            prefix = (where[: -len(key) - 1] if where.endswith("." + key)
+                      else where.split(".")[0] if "." in where else section)
+            checked = check_section(section, {key: value}, prefix)
             self.sections[section].update(checked)
             if force:
                 self.forced[section].update(checked)
@@ -246,6 +260,10 @@ def parse_settings(raw: Any, source: str = "<config>", base: Settings | None = N
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise fail(f"{source}: methods: duplicate row names {dup}; give each a distinct `name:`")
+    if "sweep" in raw:
+        from synthpt.experiments.sweep import check_sweep
+
+        st.sweep = check_sweep(raw["sweep"] or {}, f"{source}: sweep", st)
     if "tables" in raw:
         tables = raw["tables"]
         if not isinstance(tables, list):
@@ -268,12 +286,12 @@ def parse_settings(raw: Any, source: str = "<config>", base: Settings | None = N
     return st
 
 
-def parse_row(obj: Any, where: str) -> Row:
+def parse_row(obj: Any, where: str) -> MethodRow:
     from synthpt.methods import get_method
 
     if isinstance(obj, str):
         get_method(obj)
-        return Row(name=obj, method=obj)
+        return MethodRow(name=obj, method=obj)
     obj = _mapping(obj, where)
     _unknown(obj, ROW_KEYS, where)
     name = obj.get("name") or obj.get("method")
@@ -282,7 +300,7 @@ def parse_row(obj: Any, where: str) -> Row:
     name = coerce(name, str, f"{where}.name")
     method = coerce(obj.get("method", name), str, f"{where}.method")
     get_method(method)
-    row = Row(name=name, method=method)
+    row = MethodRow(name=name, method=method)
     for key in ("display", "model", "generator_model"):
         if key in obj:
             setattr(row, key, coerce(obj[key], str, f"{where}.{key}"))

@@ -5,15 +5,20 @@ Layout of ``out/``::
     cache/split|generator|synthetic|prompt/<name>-<hash>/   content-addressed stages, shared by
                                                             every cell and method with that config
     cells/<task>/<method>/seed-<seed>.json                  one finished cell (metrics + provenance)
+    cells/<point>/<task>/<method>/seed-<seed>.json          ... of a sweep's point (e.g. n_per_label=64)
     table.md, table.csv, table.tex                          every method row (config order)
     table-<name>.md/.csv/.tex                               each entry of `tables:`
     methods.png, conflicts.png                              plots
+    table-<point>.md/.csv/.tex, methods-<point>.png ...     with a `sweep:`, the same per point (no table.md)
+    sweep.md, sweep.csv, sweep.png                          the sweep: every method at every point
+    synthetic.md                                            one row per synthetic set (its report,
+                                                            synthetic.report.md/.png, lies beside it)
     experiment.json                                         the resolved grid
 
 A cell is skipped when its JSON exists with the same key (method, knobs, task, seed,
 models); a cell killed midway resumes from its stages' checkpoints.  Cells run in order
-(tasks, then seeds, then methods), so a killed grid rerun with the same command completes
-and yields the same tables.
+(sweep points, then tasks, then seeds, then methods), so a killed grid rerun with the same
+command completes and yields the same tables.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from synthpt.core.errors import fail
 from synthpt.core.io import atomic_write_text, write_json
 from synthpt.core.runinfo import config_hash, versions
 from synthpt.experiments import tables as tb
-from synthpt.experiments.config import SECTIONS, Row, Settings
+from synthpt.experiments.config import SECTIONS, MethodRow, Settings
 from synthpt.experiments.pipeline import make_context, stage_summary
+from synthpt.experiments.sweep import point_settings, sweep_points
 
 CELL_RUNS: list[tuple[str, int, str]] = []  # cells computed in this process (tests read it)
 
@@ -52,19 +58,24 @@ def narrow(values: list[Any], wanted: list[Any] | None, what: str) -> list[Any]:
     return [w for w in wanted if w in values] if values else list(wanted)
 
 
-def cell_key(row: Row, method: Any, st: Settings, task: Any, seed: int) -> dict[str, Any]:
-    return {"row": row.name, "method": method.fingerprint(), "model": row.model or st.model,
-            "generator_model": row.generator_model or st.generator_model, "k": st.k, "max_eval": st.max_eval,
-            "sections": {s: {**st.sections[s], **row.sections.get(s, {})} for s in SECTIONS},
-            "options": {**st.options, **row.options}, "task": task.to_dict(), "seed": seed}
+def cell_key(row: MethodRow, method: Any, st: Settings, task: Any, seed: int) -> dict[str, Any]:
+    key = {"row": row.name, "method": method.fingerprint(), "model": row.model or st.model,
+           "generator_model": row.generator_model or st.generator_model, "k": st.k, "max_eval": st.max_eval,
+           "sections": {s: {**st.sections[s], **row.sections.get(s, {})} for s in SECTIONS},
+           "options": {**st.options, **row.options}, "task": task.to_dict(), "seed": seed}
+    forced = {s: v for s, v in st.forced.items() if v}
+    if forced:  # a sweep's values win over a method's own knobs (only then: older cells keep their key)
+        key["forced"] = forced
+    return key
 
 
-def run_cell(st: Settings, row: Row, task: Any, seed: int, data_dir: str | Path | None, out: Path,
-             progress: bool = True) -> dict[str, Any]:
+def run_cell(st: Settings, row: MethodRow, task: Any, seed: int, data_dir: str | Path | None, out: Path,
+             progress: bool = True, point: str | None = None) -> dict[str, Any]:
     from synthpt.methods import get_method
 
     method = get_method(row.method)
-    path = out / "cells" / slug(task.name) / slug(row.name) / f"seed-{seed}.json"
+    cells = out / "cells" / point if point else out / "cells"
+    path = cells / slug(task.name) / slug(row.name) / f"seed-{seed}.json"
     key_cfg = cell_key(row, method, st, task, seed)
     key = config_hash(key_cfg)
     if path.is_file():
@@ -81,8 +92,9 @@ def run_cell(st: Settings, row: Row, task: Any, seed: int, data_dir: str | Path 
     params = metrics.get("trainable_parameters")
     if params is None:
         params = method.trainable_parameters(ctx)
-    runs = [{**r, "dir": os.path.relpath(r["dir"], out)} for r in ctx.runs]  # relative: the folder can move
-    rec = {"task": task.name, "seed": seed, "method": row.name, "registry_method": method.name,
+    runs = [{**r, "dir": os.path.relpath(r["dir"], out), "synthetic": _inside(r.get("synthetic"), out)}
+            for r in ctx.runs]  # relative: the folder can move
+    rec = {"task": task.name, "seed": seed, "method": row.name, "registry_method": method.name, "point": point,
            "display": row.display or method.display, "key": key, "metrics": metrics,
            "trainable_parameters": params, "runs": runs, "stages": stage_summary(ctx),
            "seconds": round(time.perf_counter() - t0, 2)}
@@ -90,7 +102,15 @@ def run_cell(st: Settings, row: Row, task: Any, seed: int, data_dir: str | Path 
     return rec
 
 
-def select_rows(rows: list[Row], methods: list[str]) -> list[Row]:
+def _inside(path: str | None, out: Path) -> str | None:
+    """``path`` relative to ``out`` when it lies inside it (a cached set), else absolute (a published file)."""
+    if not path:
+        return path
+    p = Path(path).resolve()
+    return os.path.relpath(p, out.resolve()) if p.is_relative_to(out.resolve()) else str(p)
+
+
+def select_rows(rows: list[MethodRow], methods: list[str]) -> list[MethodRow]:
     """The rows ``--methods`` names: the config's, in config order, then any registered methods.
 
     Why the registry too: a user comparing one more method (say the ``pt+gold`` oracle) with a
@@ -105,7 +125,7 @@ def select_rows(rows: list[Row], methods: list[str]) -> list[Row]:
     if unknown:
         raise fail(f"--methods {','.join(unknown)}: neither rows of the config ({', '.join(by)}) "
                    "nor registered methods (`synthpt methods` lists them)")
-    extra = [Row(name=m, method=m) for m in dict.fromkeys(methods) if m not in by]
+    extra = [MethodRow(name=m, method=m) for m in dict.fromkeys(methods) if m not in by]
     return [r for r in rows if r.name in methods] + extra
 
 
@@ -132,30 +152,51 @@ def run_experiment(st: Settings, data_dir: str | Path | None, out: str | Path, t
         rows = select_rows(rows, methods)
     task_objs = [resolve_task(spec=t) if t.endswith((".yaml", ".yml", ".json")) else resolve_task(t)
                  for t in task_names]
+    points = sweep_points(st.sweep)
     write_json(out / "experiment.json", {
         "config": st.source, "name": st.name, "tasks": [t.name for t in task_objs], "seeds": seed_list,
         "methods": [r.name for r in rows], "model": st.model, "generator_model": st.generator_model, "k": st.k,
-        "max_eval": st.max_eval, "sections": st.sections, "versions": versions()})
-    cells = [(t, s, r) for t in task_objs for s in seed_list for r in rows]
+        "max_eval": st.max_eval, "sections": st.sections, "versions": versions(),
+        **({"sweep": st.sweep, "points": [p.label for p in points]} if points else {})})
+    # points outermost: the cheap end of a data-scale curve has its tables first
+    settings = [(p, point_settings(st, p)) for p in points] or [(None, st)]
+    cells = [(p, pst, t, s, r) for p, pst in settings for t in task_objs for s in seed_list for r in rows]
     records = []
     t0 = time.perf_counter()
     bar = tqdm(cells, desc="grid", unit="cell", disable=not progress, dynamic_ncols=True, position=0)
-    for t, s, r in bar:
-        bar.set_postfix_str(f"{t.name} seed {s} {r.name}")
-        records.append(run_cell(st, r, t, s, data_dir, out, progress=progress))
+    for p, pst, t, s, r in bar:
+        bar.set_postfix_str(f"{p.label + ' ' if p else ''}{t.name} seed {s} {r.name}")
+        records.append(run_cell(pst, r, t, s, data_dir, out, progress=progress, point=p.label if p else None))
     bar.close()
-    written = write_outputs(st, records, [t.name for t in task_objs], rows, out)
+    tasks_done = [t.name for t in task_objs]
+    written = []
+    for p, pst in settings:
+        mine = [rec for rec in records if rec.get("point") == (p.label if p else None)]
+        written += write_outputs(pst, mine, tasks_done, rows, out, suffix=f"-{p.label}" if p else "")
+    from synthpt.experiments.synreport import grid_reports
+
+    written += grid_reports(settings, records, task_objs, data_dir, out)
+    if points:
+        from synthpt.experiments.sweep import write_sweep_outputs
+
+        written += write_sweep_outputs(st, points, records, tasks_done, rows, out)
     return {"cells": len(cells), "seconds": round(time.perf_counter() - t0, 2), "files": written,
             "records": records}
 
 
-def write_outputs(st: Settings, records: list[dict[str, Any]], tasks: list[str], rows: list[Row],
-                  out: Path) -> list[str]:
+def row_displays(rows: list[MethodRow]) -> dict[str, str]:
     from synthpt.methods import get_method
 
-    displays = {r.name: r.display or get_method(r.method).display for r in rows}
-    specs = [("table", st.name or "All methods", [r.name for r in rows])]
-    specs += [(f"table-{t.name}", t.title, [m for m in t.methods if m in displays]) for t in st.tables]
+    return {r.name: r.display or get_method(r.method).display for r in rows}
+
+
+def write_outputs(st: Settings, records: list[dict[str, Any]], tasks: list[str], rows: list[MethodRow],
+                  out: Path, suffix: str = "") -> list[str]:
+    """table.md/.csv/.tex, one table per ``tables:`` entry and the plots; ``suffix`` names a sweep's point."""
+    displays = row_displays(rows)
+    where = f" ({suffix[1:]})" if suffix else ""
+    specs = [(f"table{suffix}", (st.name or "All methods") + where, [r.name for r in rows])]
+    specs += [(f"table-{t.name}{suffix}", t.title + where, [m for m in t.methods if m in displays]) for t in st.tables]
     written = []
     for stem, title, names in specs:
         table = tb.build_table(records, [(n, displays[n]) for n in names], tasks)
@@ -167,8 +208,8 @@ def write_outputs(st: Settings, records: list[dict[str, Any]], tasks: list[str],
         from synthpt.experiments.plots import plot_conflicts, plot_methods
 
         table = tb.build_table(records, [(r.name, displays[r.name]) for r in rows], tasks)
-        if plot_methods(table, out / "methods.png"):
-            written.append("methods.png")
-        if plot_conflicts(records, tasks, out / "conflicts.png", base=out):
-            written.append("conflicts.png")
+        if plot_methods(table, out / f"methods{suffix}.png"):
+            written.append(f"methods{suffix}.png")
+        if plot_conflicts(records, tasks, out / f"conflicts{suffix}.png", base=out):
+            written.append(f"conflicts{suffix}.png")
     return written

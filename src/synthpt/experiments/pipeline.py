@@ -3,9 +3,9 @@
 Layout of ``out/``::
 
     split/               the K-shot split (train/dev/test.jsonl, split.json)
-    generator/           Step 1: generator prompts, weight net, generator.json, log.jsonl
-    synthetic.jsonl      Step 2: the filtered synthetic data (+ synthetic.jsonl.report.json)
-    prompt/              Step 3: the soft prompt as a PEFT adapter (adapter_config.json,
+    generator/           Stage 1: generator prompts, weight net, generator.json, log.jsonl
+    synthetic.jsonl      Stage 2: the filtered synthetic data (+ synthetic.jsonl.report.json)
+    prompt/              Stage 3: the soft prompt as a PEFT adapter (adapter_config.json,
                          adapter_model.safetensors) + its metrics.json, log.jsonl, config.json
     metrics.json         test/dev metrics, conflict rate, trainable parameters, stage timings
     report.md            a readable summary
@@ -22,19 +22,19 @@ from typing import Any
 
 from synthpt.core.io import atomic_write_text, write_json
 from synthpt.core.runinfo import versions
-from synthpt.experiments.config import SECTIONS, Row, Settings
+from synthpt.experiments.config import SECTIONS, MethodRow, Settings
 from synthpt.methods.base import Context
 from synthpt.tasks import Task
 
 
-def make_context(st: Settings, row: Row, task: Task, seed: int, data_dir: str | Path | None, cache_dir: Path,
+def make_context(st: Settings, row: MethodRow, task: Task, seed: int, data_dir: str | Path | None, cache_dir: Path,
                  layout: str = "cache", progress: bool = True) -> Context:
     return Context(
         task=task, seed=seed, k=st.k, data_dir=Path(data_dir) if data_dir else None,
         model=row.model or st.model, generator_model=row.generator_model or st.generator_model,
-        cache_dir=cache_dir, generator={**st.sections["generator"], **row.sections.get("generator", {})},
-        generation={**st.sections["generation"], **row.sections.get("generation", {})},
-        prompt_tuning={**st.sections["prompt_tuning"], **row.sections.get("prompt_tuning", {})},
+        cache_dir=cache_dir, generator_knobs={**st.sections["generator"], **row.sections.get("generator", {})},
+        generation_knobs={**st.sections["generation"], **row.sections.get("generation", {})},
+        pt_knobs={**st.sections["prompt_tuning"], **row.sections.get("prompt_tuning", {})},
         forced={s: {**st.forced.get(s, {}), **row.sections.get(s, {})} for s in SECTIONS}, options={**st.options, **row.options},
         max_eval=st.max_eval, layout=layout, progress=progress,
     )
@@ -53,11 +53,14 @@ def run_pipeline(task: Task, seed: int, data_dir: str | Path | None, out: str | 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     m = get_method(method or st.method)
-    row = Row(name=m.name, method=m.name)
+    row = MethodRow(name=m.name, method=m.name)
     ctx = make_context(st, row, task, seed, data_dir, out, layout="run", progress=progress)
     t0 = time.perf_counter()
     ctx.split  # noqa: B018  (stage 0)
     metrics = m.run(ctx)
+    from synthpt.experiments.synreport import run_reports
+
+    quality = run_reports(ctx, st, out)
     total = round(time.perf_counter() - t0, 2)
     result = {
         "task": task.name, "seed": seed, "method": m.name, "display": m.display,
@@ -67,7 +70,7 @@ def run_pipeline(task: Task, seed: int, data_dir: str | Path | None, out: str | 
         "trainable_parameters": metrics.get("trainable_parameters") or m.trainable_parameters(ctx),
         "stages": stage_summary(ctx), "seconds_this_invocation": total,
         "prompt_adapter": str(out / "prompt") if (out / "prompt" / "adapter_config.json").is_file() else None,
-        "prompt_metrics": metrics,
+        "prompt_metrics": metrics, "synthetic_quality": quality,
     }
     write_json(out / "metrics.json", result)
     write_json(out / "config.json", {"settings": _settings_dict(st, ctx), "versions": versions()})
@@ -81,10 +84,10 @@ def _settings_dict(st: Settings, ctx: Context) -> dict[str, Any]:
     pt = ctx.prompt_tuning_config()
     out["prompt_tuning"] = dataclasses.asdict(pt)
     try:
-        out["generator"] = dataclasses.asdict(ctx.generator_config(ctx.generator.get("mode", "dawgen")))
+        out["generator"] = dataclasses.asdict(ctx.generator_config(ctx.generator_knobs.get("mode", "dawgen")))
         out["generation"] = dataclasses.asdict(ctx.generation_config())
     except Exception:  # generator stage not installed: a pt-only run
-        out["generator"], out["generation"] = dict(ctx.generator), dict(ctx.generation)
+        out["generator"], out["generation"] = dict(ctx.generator_knobs), dict(ctx.generation_knobs)
     return out
 
 
@@ -118,6 +121,7 @@ def render_report(result: dict[str, Any], ctx: Context, st: Settings, out: Path)
                      f"| {s['stage']} | {s['status']} | {s['seconds']:.1f} | `{s['path']}` |")
     lines.append(f"\nThis invocation took {result['seconds_this_invocation']:.1f} s "
                  "(cached stages are read back, not redone; the seconds above are from when they ran).")
+    lines += _quality_lines(result.get("synthetic_quality") or [], out)
     rep = out / "synthetic.jsonl.report.json"
     lines += ["", "## Synthetic data (filter report)", ""]
     if rep.is_file():
@@ -131,3 +135,18 @@ def render_report(result: dict[str, Any], ctx: Context, st: Settings, out: Path)
     lines += ["", "## Configuration", "", "```json", json.dumps(_settings_dict(st, ctx), indent=2, default=str), "```",
               ""]
     return "\n".join(lines)
+
+
+def _quality_lines(quality: list[dict[str, Any]], out: Path) -> list[str]:
+    """The summary row of each synthetic set's report (synthetic.report.md beside it)."""
+    from synthpt.experiments.synreport import SUMMARY_HEAD, summary_cells
+
+    if not quality:
+        return []
+    head = ["set", *SUMMARY_HEAD]
+    lines = ["", "## Synthetic data (quality report)", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for q in quality:
+        rel = Path(q["report"]).resolve().relative_to(out.resolve())
+        lines.append(f"| [{Path(q['file']).name}]({rel}) | " + " | ".join(summary_cells(q)) + " |")
+    return lines + ["", "Agreement: share of the rows whose label the backbone's zero-shot classifier predicts "
+                    "(the judge did not write them); overlap: with the few-shot train rows."]

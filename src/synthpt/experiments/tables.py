@@ -88,6 +88,48 @@ def build_table(records: list[dict[str, Any]], rows: list[tuple[str, str]], task
     return Table(tasks=list(tasks), rows=out, seeds=sorted(seeds))
 
 
+# Gain capture: how much of the oracle's gain over PT Ours captures (issue 23).
+GAIN_ROWS = {"ours": "ours", "pt": "pt", "oracle": "pt+gold"}  # role -> row name
+MIN_GAP = 0.01  # an oracle gap below 1 point (2 of 200 test rows) makes the ratio noise: n/a
+
+
+def gain_capture(ours: float, pt: float, oracle: float, min_gap: float = MIN_GAP) -> float | None:
+    """(Ours − PT) / (oracle − PT); None when the oracle's gap over PT is below ``min_gap``."""
+    gap = oracle - pt
+    if gap < min_gap:
+        return None
+    return (ours - pt) / gap
+
+
+def gain_capture_row(table: Table, min_gap: float = MIN_GAP) -> dict[str, tuple[float | None, float]] | None:
+    """task (and ``AVG``) -> (gain capture or None, oracle gap), from the rows' means; None when
+    the table lacks one of the Ours, PT and oracle rows.  AVG is the ratio of the AVG column's
+    gains (not a mean of per-task ratios, which a tiny gap on one task would dominate)."""
+    by = {r.name: r for r in table.rows}
+    if not all(name in by for name in GAIN_ROWS.values()):
+        return None
+    ours, pt, oracle = (by[GAIN_ROWS[k]] for k in ("ours", "pt", "oracle"))
+    out: dict[str, tuple[float | None, float]] = {}
+    for t in table.tasks:
+        s = [r.stat(t) for r in (ours, pt, oracle)]
+        if all(s):
+            out[t] = (gain_capture(s[0][0], s[1][0], s[2][0], min_gap), s[2][0] - s[1][0])
+    avgs = [r.avg(table.tasks) for r in (ours, pt, oracle)]
+    if all(a is not None for a in avgs):
+        out["AVG"] = (gain_capture(avgs[0], avgs[1], avgs[2], min_gap), avgs[2] - avgs[1])
+    return out
+
+
+def _gc(entry: tuple[float | None, float] | None) -> str:
+    if entry is None:
+        return DASH
+    value, gap = entry
+    return f"n/a (gap {gap * 100:+.1f})" if value is None else f"{value:.2f}"
+
+
+GC_LABEL = "Gain capture (Ours − PT) / (oracle − PT)"
+
+
 def _cell(stat: tuple[float, float] | None, pm: str = " ± ") -> str:
     if stat is None:
         return DASH
@@ -105,6 +147,9 @@ def to_markdown(table: Table, title: str | None = None) -> str:
         cells = [r.display, human(r.params), *(_cell(r.stat(t)) for t in table.tasks),
                  DASH if avg is None else f"{avg * 100:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    gc = gain_capture_row(table)
+    if gc is not None:
+        lines.append("| " + " | ".join([GC_LABEL, "", *(_gc(gc.get(t)) for t in table.tasks), _gc(gc.get("AVG"))]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -134,6 +179,11 @@ def to_csv(table: Table) -> str:
         counts = [len(r.cells.get(t, [])) for t in table.tasks]
         row.append(min(counts) if counts else 0)
         w.writerow(row)
+    gc = gain_capture_row(table)
+    if gc is not None:  # one more row: the ratios (not ×100) in the task columns, empty where n/a
+        ratio = {k: "" if v[0] is None else f"{v[0]:.4f}" for k, v in gc.items()}
+        w.writerow(["gain_capture", GC_LABEL, "", *(c for t in table.tasks for c in (ratio.get(t, ""), "")),
+                    ratio.get("AVG", ""), *([""] * (2 * len(f1_tasks))), ""])
     return buf.getvalue()
 
 
@@ -161,6 +211,10 @@ def to_latex(table: Table, title: str | None = None) -> str:
             cells.append("--" if s is None else f"{s[0] * 100:.1f}$_{{\\pm {s[1] * 100:.1f}}}$")
         cells.append("--" if avg is None else f"{avg * 100:.1f}")
         lines.append(" & ".join(cells) + r" \\")
+    gc = gain_capture_row(table)
+    if gc is not None:
+        lines += [r"\midrule", " & ".join([tex_escape(GC_LABEL.replace("−", "-")), "", *(tex_escape(_gc(gc.get(t))) for t in table.tasks),
+                                            tex_escape(_gc(gc.get("AVG")))]) + r" \\"]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 
@@ -168,5 +222,20 @@ def to_latex(table: Table, title: str | None = None) -> str:
 def caption(table: Table) -> str:
     seeds = ", ".join(str(s) for s in table.seeds) or "none yet"
     over = f"one seed ({seeds}), so every std is 0" if len(table.seeds) == 1 else f"mean ± std over seeds {seeds}"
-    return (f"Test accuracy (%), {over}; MRPC/QQP F1 in table.csv. "
+    text = (f"Test accuracy (%), {over}; MRPC/QQP F1 in table.csv. "
             "AVG: mean of the task columns. Params: trainable parameters.")
+    if gain_capture_row(table) is not None:
+        text += (" Gain capture: (Ours − PT) / (oracle − PT) on the means, oracle = PT + held-out gold rows; "
+                 f"AVG from the AVG column; n/a where the oracle gains less than {MIN_GAP * 100:.0f} point over PT.")
+    return text
+
+
+def seed_averages(records: list[dict[str, Any]], name: str, tasks: list[str]) -> list[float]:
+    """Per seed, the mean test accuracy over ``tasks`` of row ``name`` (seeds lacking a task are left out):
+    the AVG's spread over seeds, which the per-task stds cannot give."""
+    by_seed: dict[int, dict[str, float]] = {}
+    for rec in records:
+        test = (rec.get("metrics") or {}).get("test") or {}
+        if rec["method"] == name and rec["task"] in tasks and "accuracy" in test:
+            by_seed.setdefault(rec["seed"], {})[rec["task"]] = float(test["accuracy"])
+    return [sum(v.values()) / len(tasks) for _, v in sorted(by_seed.items()) if len(v) == len(tasks)]

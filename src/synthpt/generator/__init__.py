@@ -1,4 +1,4 @@
-"""Steps 1 and 2: tune label-conditioned soft prompts on a frozen generator LM (DawGen), then
+"""Stages 1 and 2: tune label-conditioned soft prompts on a frozen generator LM (DawGen), then
 generate filtered, label-conditioned synthetic data with them."""
 
 from synthpt.generator.generation import GenerationConfig, run_generation

@@ -126,18 +126,18 @@ class Scored:
     mask: torch.Tensor  # (R, T) valid target tokens
 
 
-def score_targets(bb: Backbone, ctx: list[list[int]], tgt: list[list[int]], prompts: torch.Tensor) -> Scored:
+def score_targets(bb: Backbone, context_ids: list[list[int]], tgt: list[list[int]], prompts: torch.Tensor) -> Scored:
     """One forward of R rows; row r uses ``prompts[r]`` (R, n, d) before its context."""
     if bb.is_seq2seq:
-        return _score_seq2seq(bb, ctx, tgt, prompts)
-    return _score_causal(bb, ctx, tgt, prompts)
+        return _score_seq2seq(bb, context_ids, tgt, prompts)
+    return _score_causal(bb, context_ids, tgt, prompts)
 
 
-def _score_causal(bb: Backbone, ctx: list[list[int]], tgt: list[list[int]], prompts: torch.Tensor) -> Scored:
+def _score_causal(bb: Backbone, context_ids: list[list[int]], tgt: list[list[int]], prompts: torch.Tensor) -> Scored:
     dev = bb.device
     n = prompts.shape[1]
     pad = bb.tokenizer.pad_token_id
-    ids, mask = pad_right([c + t for c, t in zip(ctx, tgt)], pad)
+    ids, mask = pad_right([c + t for c, t in zip(context_ids, tgt)], pad)
     ids, mask = ids.to(dev), mask.to(dev)
     embeds = torch.cat([prompts.to(bb.model.dtype), bb.embed(ids)], dim=1)
     attn = torch.cat([torch.ones(ids.shape[0], n, dtype=mask.dtype, device=dev), mask], dim=1)
@@ -146,7 +146,7 @@ def _score_causal(bb: Backbone, ctx: list[list[int]], tgt: list[list[int]], prom
     pos = torch.zeros(len(tgt), T, dtype=torch.long)
     tmask = torch.zeros(len(tgt), T, dtype=torch.long)
     tids = torch.full((len(tgt), T), 0, dtype=torch.long)
-    for r, (c, t) in enumerate(zip(ctx, tgt)):
+    for r, (c, t) in enumerate(zip(context_ids, tgt)):
         start = n + len(c) - 1  # the position that predicts the first target token
         pos[r, : len(t)] = torch.arange(start, start + len(t))
         tmask[r, : len(t)] = 1
@@ -158,11 +158,11 @@ def _score_causal(bb: Backbone, ctx: list[list[int]], tgt: list[list[int]], prom
     return Scored(logp * tmask, h, tmask)
 
 
-def _score_seq2seq(bb: Backbone, ctx: list[list[int]], tgt: list[list[int]], prompts: torch.Tensor) -> Scored:
+def _score_seq2seq(bb: Backbone, context_ids: list[list[int]], tgt: list[list[int]], prompts: torch.Tensor) -> Scored:
     dev = bb.device
     n = prompts.shape[1]
     pad = bb.tokenizer.pad_token_id
-    ids, mask = pad_right(ctx, pad)
+    ids, mask = pad_right(context_ids, pad)
     ids, mask = ids.to(dev), mask.to(dev)
     embeds = torch.cat([prompts.to(bb.model.dtype), bb.embed(ids)], dim=1)
     attn = torch.cat([torch.ones(ids.shape[0], n, dtype=mask.dtype, device=dev), mask], dim=1)

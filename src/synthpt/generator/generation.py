@@ -1,4 +1,4 @@
-"""Step 2: label-conditioned generation with the tuned prompts, filtered, resumable.
+"""Stage 2: label-conditioned generation with the tuned prompts, filtered, resumable.
 
 For each label l, rounds of ``batch_size`` candidates are sampled in one batched
 ``generate`` call with the KV cache: the rows are ``[Q_l ; context]`` embeddings (left padding
@@ -26,8 +26,8 @@ label, round), so a resumed run writes exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
+import enum
 import hashlib
-import json
 import random
 import re
 import warnings
@@ -50,9 +50,16 @@ from synthpt.tasks import Task
 DROP_REASONS = ("empty", "length", "exact_duplicate", "near_duplicate", "label_consistency")
 
 
+class FirstTexts(enum.StrEnum):
+    """Where a pair task's first text comes from (``--first-texts``; any other value is a corpus FILE)."""
+
+    DATA = "data"  # the few-shot train split's first texts, cycled in a seeded order
+    GENERATOR = "generator"  # the label prompt writes it from the template's lead-in
+
+
 @dataclass
 class GenerationConfig:
-    """Every knob of Step 2.  Length bounds default loose (1..100 words) so byte-level toy
+    """Every knob of Stage 2.  Length bounds default loose (1..100 words) so byte-level toy
     models produce output; for real runs raise ``min_words`` (e.g. 4 for MRPC)."""
 
     n_per_label: int = knob(5000, 'examples to keep per label (after filtering)')
@@ -72,7 +79,8 @@ class GenerationConfig:
     max_attempts_factor: int = knob(10, 'stop a label after n_per_label x this many candidates (then warn)')
     seed: int = knob(42, 'sampling seed')
     first_texts: str = knob(
-        "data", 'pair tasks: where the first text comes from: data (few-shot train split) | generator | FILE')
+        FirstTexts.DATA.value, 'pair tasks: where the first text comes from: data (few-shot train split) | '
+        'generator (the label prompt writes it) | FILE (a corpus, one text per line)')
     multi_line: bool = knob(
         False, 'keep generated texts past their first line (default: each text ends at its first line end)')
 
@@ -164,24 +172,12 @@ class Filters:
 
 
 # ---- generation -------------------------------------------------------------------------------
-def task_from_dict(d: dict[str, Any]) -> Task:
-    from synthpt.tasks import BUILTIN_TASKS
-
-    builtin = BUILTIN_TASKS.get(d.get("name", ""))
-    if builtin is not None and builtin.to_dict() == d:
-        return builtin
-    return Task(name=d["name"], fields=tuple(d["fields"]), labels=tuple(d["labels"]),
-                label_words=dict(d["label_words"]), template=d["template"], metrics=tuple(d.get("metrics") or ("accuracy",)),
-                positive_label=d.get("positive_label"), gen_template=d.get("gen_template", ""),
-                gen_templates=dict(d.get("gen_templates") or {}))
-
-
 def round_seed(seed: int, label_index: int, round_index: int, rank: int = 0) -> int:
     blob = f"{seed}/{label_index}/{round_index}/{rank}".encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
 
 
-def first_line(text: str) -> str:
+def first_text_line(text: str) -> str:
     """The first non-empty line: the real examples of every built-in task are one line each, and a
     small generator that goes on past a line end writes another item, not more of this one."""
     return next((ln.strip() for ln in text.split("\n") if ln.strip()), "")
@@ -189,7 +185,7 @@ def first_line(text: str) -> str:
 
 class LineEnd(StoppingCriteria):
     """Stopping criterion: a row is done once its text has a line end after some non-blank text
-    (a leading newline does not stop it).  Saves the tokens ``first_line`` would cut anyway."""
+    (a leading newline does not stop it).  Saves the tokens ``first_text_line`` would cut anyway."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tok = tokenizer
@@ -209,16 +205,16 @@ class Sampler:
         self.prompts = prompts.to(bb.device, bb.model.dtype)  # built once, reused by every round
         self.pad = bb.tokenizer.pad_token_id
 
-    def _generate(self, label_index: int, ctx: list[list[int]], seed: int) -> list[str]:
+    def _generate(self, label_index: int, context_ids: list[list[int]], seed: int) -> list[str]:
         bb, cfg = self.bb, self.cfg
         dev = bb.device
         q = self.prompts[label_index]
         n = q.shape[0]
-        width = max(len(c) for c in ctx)
+        width = max(len(c) for c in context_ids)
         d = q.shape[-1]
-        embeds = q.new_zeros(len(ctx), n + width, d)
-        mask = torch.zeros((len(ctx), n + width), dtype=torch.long, device=dev)
-        for r, c in enumerate(ctx):
+        embeds = q.new_zeros(len(context_ids), n + width, d)
+        mask = torch.zeros((len(context_ids), n + width), dtype=torch.long, device=dev)
+        for r, c in enumerate(context_ids):
             e = bb.embed(torch.tensor(c, dtype=torch.long, device=dev).view(1, -1))[0]
             # seq2seq encoder: [Q_l ; context ; pad ...]; causal: [pad ... ; Q_l ; context], so the
             # last position of every row is real and generation continues the context directly
@@ -241,16 +237,16 @@ class Sampler:
         task = self.task
         field = generated_field(task)
         rows = [dict(f) for f in firsts]
-        if task.is_pair and self.cfg.first_texts == "generator":
+        if task.is_pair and self.cfg.first_texts == FirstTexts.GENERATOR:
             lead = task.gen_template_for(task.labels[label_index]).split("{" + task.fields[0] + "}")[0]
             lead_ids = self.enc._ids(lead.rstrip(" ")) + ([self.enc.eos] if self.bb.is_seq2seq else [])
             texts = self._generate(label_index, [lead_ids or [self.enc.eos]] * len(rows), seed ^ 0x5EED)
             for r, t in zip(rows, texts):
-                r[task.fields[0]] = first_line(t)
+                r[task.fields[0]] = first_text_line(t)
         lab = task.labels[label_index]
-        ctx = [self.enc.context(r, self.cfg.max_new_tokens + 1, lab) for r in rows]
-        texts = self._generate(label_index, ctx, seed)
-        cut = (lambda t: t.strip()) if self.cfg.multi_line and not task.is_pair else first_line
+        context_ids = [self.enc.context(r, self.cfg.max_new_tokens + 1, lab) for r in rows]
+        texts = self._generate(label_index, context_ids, seed)
+        cut = (lambda t: t.strip()) if self.cfg.multi_line and not task.is_pair else first_text_line
         return [{**{f: r[f] for f in task.fields[:-1]}, field: cut(t), "label": lab} for r, t in zip(rows, texts)]
 
     @torch.no_grad()
@@ -261,10 +257,10 @@ class Sampler:
         L = self.task.num_labels
         # each example under each label's prompt AND context (row = i·L + l)
         enc = [self.enc.encode(ex, lab) for ex in examples for lab in self.task.labels]
-        ctx = [c for c, _ in enc]
+        context_ids = [c for c, _ in enc]
         tgt = [t for _, t in enc]
         rows = self.prompts.repeat(len(examples), 1, 1)
-        s = score_targets(self.bb, ctx, tgt, rows)
+        s = score_targets(self.bb, context_ids, tgt, rows)
         mean = (s.token_logp.sum(1) / s.mask.sum(1).clamp(min=1)).view(len(examples), L)
         own = torch.tensor([self.task.label_index(ex["label"]) for ex in examples], device=mean.device)
         own_lp = mean.gather(1, own.view(-1, 1)).squeeze(1)
@@ -276,9 +272,9 @@ def _first_text_pool(task: Task, cfg: GenerationConfig, data: str | Path | None)
     if not task.is_pair:
         return [{}]
     f0 = task.fields[0]
-    if cfg.first_texts == "generator":
+    if cfg.first_texts == FirstTexts.GENERATOR:
         return [{f0: ""}]
-    if cfg.first_texts == "data":
+    if cfg.first_texts == FirstTexts.DATA:
         from synthpt.data import load_split
 
         if data is None:
@@ -296,85 +292,59 @@ def _first_text_pool(task: Task, cfg: GenerationConfig, data: str | Path | None)
     return [{f0: t} for t in texts]
 
 
-def _state_path(out: Path) -> Path:
-    return out.with_name(out.name + ".state.json")
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    from synthpt.core.io import read_text
-
-    try:
-        obj = json.loads(read_text(path))
-    except json.JSONDecodeError as e:
-        raise fail(f"{path}: {what} ({e.msg} at line {e.lineno}); rerun with --restart") from None
-    if not isinstance(obj, dict):
-        raise fail(f"{path}: {what} (not a JSON object); rerun with --restart")
-    return obj
-
-
 def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig, data: str | Path | None = None,
                    restart: bool = False, progress: bool = True, trust_remote_code: bool = False) -> dict:
     """Generate ``n_per_label`` filtered examples per label into ``out`` (JSONL); returns the report."""
-    from synthpt.core.io import append_jsonl, read_jsonl, write_json
+    from synthpt.core.io import read_json_object, write_json
     from synthpt.core.models import load_backbone
     from synthpt.core.runinfo import config_hash
-    from synthpt.generator.tuning import load_prompts, read_generator_meta
+    from synthpt.core.saving import ResumableJsonl, already_done, load_label_prompts, sidecar
+    from synthpt.generator.tuning import read_generator_meta
 
     cfg.validate()
     gdir, out = Path(generator), Path(out)
     meta = read_generator_meta(gdir)
     try:
-        task = task_from_dict(meta["task"])
+        task = Task.from_dict(meta["task"])
     except (KeyError, TypeError, AttributeError) as e:
         raise fail(f"{gdir / 'generator.json'}: not a valid generator description (bad task: {e!r})") from None
     data = data if data is not None else meta.get("data")
     key = config_hash({"generator": meta["config_hash"], "generation": asdict(cfg),
-                       "data": str(data) if cfg.first_texts == "data" else None})
-    report_path = out.with_name(out.name + ".report.json")
-    state_path = _state_path(out)
+                       "data": str(data) if cfg.first_texts == FirstTexts.DATA else None})
+    report_path = sidecar(out, ".report.json")
+    output = ResumableJsonl(out, "unreadable generation state")
     if out.is_dir():
         raise fail(f"{out}: is a directory; give a .jsonl file path")
-    state: dict[str, Any] | None = None
-    if restart:
-        pass  # the old files go once every input has been checked (below)
-    elif state_path.is_file():
-        state = _read_json(state_path, "unreadable generation state")
-        if not {"bytes", "labels", "dropped"} <= set(state) or set(state["labels"]) != set(task.labels):
-            raise fail(f"{state_path}: unreadable generation state (missing fields); rerun with --restart")
+    state = None if restart else output.read_state(("bytes", "labels", "dropped"))  # restart: old files go below
+    if state is not None:
+        if set(state["labels"]) != set(task.labels):
+            raise fail(f"{output.state_path}: unreadable generation state (other labels); rerun with --restart")
         if state.get("config_hash") != key:
             raise fail(f"{out}: an unfinished generation with another configuration; use --restart or another --out")
-    elif report_path.is_file() and out.is_file():
-        rep = _read_json(report_path, "unreadable generation report")
-        if rep.get("config_hash") == key:
-            return rep
-        raise fail(f"{out}: holds a finished generation with another configuration; use --restart or another --out")
-    elif out.exists():
+    elif not restart and out.is_file():
+        done = already_done(report_path, key, out, "a finished generation",
+                            read=lambda p: read_json_object(p, "unreadable generation report", "rerun with --restart"))
+        if done is not None:
+            return done
+    if state is None and not restart and out.exists():
         raise fail(f"{out}: exists and was not written by this generation; use --restart or another --out")
     bb = load_backbone(meta["model"], device=dist.device(), trust_remote_code=trust_remote_code)
-    prompts = load_prompts(gdir, task)
+    prompts = load_label_prompts(gdir, task.labels)  # (L, n, d)
     if prompts.shape[-1] != bb.hidden_size:
         raise fail(f"{gdir}: prompts have width {prompts.shape[-1]}, model has {bb.hidden_size}")
     pool = _first_text_pool(task, cfg, data)
     if restart and dist.is_main():
-        for p in (out, state_path, report_path):
+        for p in (out, output.state_path, report_path):
             p.unlink(missing_ok=True)
     dist.barrier()
     if state is None:
         state = {"config_hash": key, "bytes": 0, "dropped": dict.fromkeys(DROP_REASONS, 0),
                  "labels": {lab: {"round": 0, "attempts": 0, "kept": 0} for lab in task.labels}}
         if dist.is_main():  # before the first append: a kill during round one must find its state
-            write_json(state_path, state)
+            output.write_state(state)
     filters = Filters(cfg, task)
-    if out.exists():  # drop what an interrupted round appended after the last committed state
-        size = out.stat().st_size
-        if size < state["bytes"]:
-            raise fail(f"{out}: shorter than its state file records; it was changed by hand. Use --restart")
-        if size > state["bytes"]:
-            with open(out, "r+b") as fh:
-                fh.truncate(state["bytes"])
-        if state["bytes"]:
-            for row in read_jsonl(out):
-                filters.add(row)
+    for row in output.rewind(state):  # drops what an interrupted round appended after the last commit
+        filters.add(row)
     sampler = Sampler(bb, task, prompts, cfg, int(meta["config"].get("max_length", 128)))
     prov = {"model": meta["model"], "mode": meta["mode"], "seed": cfg.seed}
     field = generated_field(task)
@@ -410,9 +380,7 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
                 st["attempts"] += len(scored)
                 st["kept"] += len(kept)
                 if dist.is_main():
-                    append_jsonl(out, kept)
-                    state["bytes"] = out.stat().st_size if out.exists() else 0
-                    write_json(state_path, state)
+                    output.commit(kept, state)
                 bar.update(len(kept))
             if st["kept"] < cfg.n_per_label:
                 msg = (f"label {lab!r}: kept {st['kept']} of {cfg.n_per_label} after {st['attempts']} candidates "
@@ -430,6 +398,6 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
         if not out.exists():
             out.touch()
         write_json(report_path, report)
-        state_path.unlink(missing_ok=True)
+        output.finish()
     dist.barrier()
     return report

@@ -24,11 +24,11 @@ import torch.nn.functional as F
 
 def token_weights(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B, T) weights: N · softmax of ``scores`` over the valid tokens; 0 at padding."""
-    valid = mask.bool()
-    n = valid.sum()
-    s = scores.masked_fill(~valid, float("-inf"))
-    w = torch.softmax(s.reshape(-1), dim=0).reshape(s.shape) * n
-    return torch.where(valid, w, torch.zeros_like(w))
+    valid = mask.bool()  # (B, T)
+    n = valid.sum()  # () N valid tokens
+    s = scores.masked_fill(~valid, float("-inf"))  # (B, T)
+    w = torch.softmax(s.reshape(-1), dim=0).reshape(s.shape) * n  # (B, T), over all B·T positions at once
+    return torch.where(valid, w, torch.zeros_like(w))  # (B, T)
 
 
 def weighted_lm_loss(token_nll: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor,
@@ -37,24 +37,24 @@ def weighted_lm_loss(token_nll: torch.Tensor, weights: torch.Tensor, mask: torch
 
     ``token_nll`` (B, T) = −log p of each target token under the example's own label prompt.
     """
-    m = mask.to(token_nll.dtype)
+    m = mask.to(token_nll.dtype)  # (B, T)
     per_example = (weights * token_nll * m).sum(1)  # (B,)
-    tokens = m.sum(1)
+    tokens = m.sum(1)  # (B,)
     onehot = F.one_hot(labels, num_labels).to(token_nll.dtype)  # (B, L)
     num = onehot.T @ per_example  # (L,)
-    den = onehot.T @ tokens
-    present = den > 0
-    per_label = torch.where(present, num / den.clamp(min=1), torch.full_like(num, float("nan")))
-    loss = per_label[present].mean()
+    den = onehot.T @ tokens  # (L,)
+    present = den > 0  # (L,)
+    per_label = torch.where(present, num / den.clamp(min=1), torch.full_like(num, float("nan")))  # (L,)
+    loss = per_label[present].mean()  # ()
     return loss, per_label
 
 
 def disc_loss(token_logp: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """L_disc from (B, L, T) log p(x_j | x_<j; Q_l) of every example under every label prompt."""
-    ratio = torch.softmax(token_logp, dim=1)  # p_l / Σ_l' p_l'  per token
+    ratio = torch.softmax(token_logp, dim=1)  # (B, L, T): p_l / Σ_l' p_l'  per token
     own = ratio.gather(1, labels.view(-1, 1, 1).expand(-1, 1, ratio.shape[2])).squeeze(1)  # (B, T)
-    m = mask.to(own.dtype)
-    return -(own * m).sum() / m.sum().clamp(min=1)
+    m = mask.to(own.dtype)  # (B, T)
+    return -(own * m).sum() / m.sum().clamp(min=1)  # ()
 
 
 def dist_loss(emb: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
@@ -63,15 +63,15 @@ def dist_loss(emb: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> t
     ``emb`` (B, p) projected representations W·Z.  Returns 0 (with a graph) when the batch has
     no valid triplet (fewer than two examples of a label, or a single label).
     """
-    e = F.normalize(emb, dim=-1)
+    e = F.normalize(emb, dim=-1)  # (B, p)
     sim = e @ e.T  # (B, B) cosine
-    same = labels.view(-1, 1) == labels.view(1, -1)
-    eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
-    pos = same & ~eye
-    neg = ~same
+    same = labels.view(-1, 1) == labels.view(1, -1)  # (B, B)
+    eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)  # (B, B)
+    pos = same & ~eye  # (B, B): j is a positive of anchor i
+    neg = ~same  # (B, B): k is a negative of anchor i
     # (i, j, k): hinge(margin - sim[i, j] + sim[i, k])
-    h = F.relu(margin - sim.unsqueeze(2) + sim.unsqueeze(1))
-    valid = pos.unsqueeze(2) & neg.unsqueeze(1)
+    h = F.relu(margin - sim.unsqueeze(2) + sim.unsqueeze(1))  # (B, B, B)
+    valid = pos.unsqueeze(2) & neg.unsqueeze(1)  # (B, B, B)
     if not valid.any():
         return emb.sum() * 0.0
     return h[valid].mean()
@@ -79,5 +79,5 @@ def dist_loss(emb: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> t
 
 def pooled(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Z: mean of (B, T, d) hidden states over the valid target tokens -> (B, d)."""
-    m = mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+    m = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)  # (B, d)

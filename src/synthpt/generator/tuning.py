@@ -1,4 +1,4 @@
-"""Step 1: tune one soft prompt Q_l per label on a frozen generator LM (DawGen / FewGen / plain).
+"""Stage 1: tune one soft prompt Q_l per label on a frozen generator LM (DawGen / FewGen / plain).
 
 One bi-level step on a balanced batch (``mode="dawgen"``; Algorithm 1):
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import enum
 import json
 import math
 import time
@@ -44,19 +45,28 @@ from tqdm.auto import tqdm
 from synthpt.core import distributed as dist
 from synthpt.core.batches import Stream
 from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
-from synthpt.core.errors import fail, first_line
-from synthpt.core.knobs import knob
+from synthpt.core.errors import fail
+from synthpt.core.knobs import choose, knob, values_of
 from synthpt.core.models import Backbone
 from synthpt.generator.encoding import GenEncoder, Scored, score_targets, upcast
 from synthpt.generator.losses import disc_loss, dist_loss, pooled, token_weights, weighted_lm_loss
 from synthpt.tasks import Task
 
-MODES = ("dawgen", "fewgen", "plain")
+
+class GeneratorMode(enum.StrEnum):
+    """How the label prompts are tuned (values of ``--mode``)."""
+
+    DAWGEN = "dawgen"  # weighted + discriminative (meta-learned W) + distribution loss
+    FEWGEN = "fewgen"  # as dawgen without L_dist
+    PLAIN = "plain"  # unweighted prompt tuning of the label prompts
+
+
+MODES = tuple(values_of(GeneratorMode))
 
 
 @dataclass
 class GeneratorConfig:
-    """Every knob of Step 1.
+    """Every knob of Stage 1.
 
     Learning rates: Q and W use Adam (``lr`` 0.01 is the usual range for prompt vectors with
     Adam; ``meta_lr`` 0.005 moves the zero-initialised weight net slowly so early steps stay
@@ -64,14 +74,14 @@ class GeneratorConfig:
     optimizer is Adam (scale-free), α mainly sets how far the lookahead looks, not W's step.
     """
 
-    mode: str = knob(
+    mode: GeneratorMode = knob(
         "dawgen",
         'dawgen (weighted + discriminative + distribution loss) | fewgen (no L_dist) | '
         'plain (unweighted)',
     )
     prompt_length: int = knob(20, 'soft prompt tokens per label')
     init_from_label_words: bool = knob(
-        True, "start each label prompt's last tokens at its label word (on by default)")
+        True, "start each label prompt's last tokens at its label word")
     lr: float = knob(0.01, 'Adam learning rate of the label prompts Q')
     meta_lr: float = knob(0.005, 'Adam learning rate of the weight net W')
     inner_lr: float = knob(1.0, "step size alpha of the differentiable lookahead Q' = Q - alpha grad")
@@ -87,8 +97,7 @@ class GeneratorConfig:
     skip_nonfinite: bool = knob(False, 'skip a batch whose loss is NaN/inf instead of stopping')
 
     def validate(self) -> None:
-        if self.mode not in MODES:
-            raise fail(f"unknown generator mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        self.mode = choose(GeneratorMode, self.mode, "generator mode")  # a plain string, also when given a member
         for name in ("prompt_length", "batch_size", "max_steps", "checkpoint_every", "max_length",
                      "weight_hidden", "proj_dim"):
             if getattr(self, name) < 1:
@@ -229,11 +238,11 @@ class GeneratorTrainer:
         """This process's rows of ``step`` (indices, targets, labels) scored under their own label
         prompts and contexts (graph to Q)."""
         mine = dist.shard(self.batch_rows(step))
-        ctx = [self._encoded(i)[0] for i in mine]
+        context_ids = [self._encoded(i)[0] for i in mine]
         tgt = [self._encoded(i)[1] for i in mine]
         y = torch.tensor([self.task.label_index(self.train[i]["label"]) for i in mine], device=self.bb.device)
         with math_attention() if self.weighted else contextlib.nullcontext():
-            return mine, tgt, y, score_targets(self.bb, ctx, tgt, self.Q[y])
+            return mine, tgt, y, score_targets(self.bb, context_ids, tgt, self.Q[y])
 
     def lookahead_disc(self, mine: list[int], tgt: list[list[int]], y: torch.Tensor, s: Scored) -> torch.Tensor:
         """L_disc(Q'(W)) with Q' = Q − α ∇Q L_DawGen(Q; W): differentiable in W (the meta-objective)."""
@@ -244,8 +253,8 @@ class GeneratorTrainer:
         # (row = i·L + l); the target ids do not depend on the label, only the context does
         B = len(mine)
         rows_p = q_look.unsqueeze(0).expand(B, -1, -1, -1).reshape(B * self.L, *q_look.shape[1:])
-        ctx_all = [self._encoded(i, lab)[0] for i in mine for lab in self.task.labels]
-        sd = score_targets(self.bb, ctx_all, [t for t in tgt for _ in range(self.L)], rows_p)
+        context_ids_all = [self._encoded(i, lab)[0] for i in mine for lab in self.task.labels]
+        sd = score_targets(self.bb, context_ids_all, [t for t in tgt for _ in range(self.L)], rows_p)
         T = sd.token_logp.shape[1]
         return disc_loss(sd.token_logp.view(B, self.L, T), y, sd.mask.view(B, self.L, T)[:, 0])
 
@@ -359,15 +368,9 @@ class GeneratorTrainer:
 
 # ---- saving / loading a tuned generator ----------------------------------------------------
 def save_generator(out: Path, task: Task, Q: torch.Tensor, W: WeightNet | None) -> None:
-    from safetensors.torch import save
+    from synthpt.core.saving import save_label_prompts
 
-    from synthpt.core.io import atomic_write_bytes
-
-    tensors = {f"prompt/{lab}": Q[li].detach().float().cpu().contiguous() for li, lab in enumerate(task.labels)}
-    atomic_write_bytes(out / "prompts.safetensors", save(tensors, metadata={"labels": json.dumps(list(task.labels))}))
-    if W is not None:
-        atomic_write_bytes(out / "weight_net.safetensors",
-                           save({k: v.detach().float().cpu().contiguous() for k, v in W.state_dict().items()}))
+    save_label_prompts(out, task.labels, Q.detach(), None if W is None else W.state_dict())
 
 
 GENERATOR_META_KEYS = ("task", "model", "mode", "config", "config_hash")
@@ -375,40 +378,23 @@ GENERATOR_META_KEYS = ("task", "model", "mode", "config", "config_hash")
 
 def read_generator_meta(gen_dir: str | Path) -> dict[str, Any]:
     """``generator.json`` of a tuned generator, checked: one clear error for a torn or foreign file."""
-    from synthpt.core.io import read_text
+    from synthpt.core.saving import read_record
 
     path = Path(gen_dir) / "generator.json"
     if not path.is_file():
         raise fail(f"{gen_dir}: not a tuned generator (no generator.json); run 'synthpt generator tune' first")
-    try:
-        meta = json.loads(read_text(path))
-    except json.JSONDecodeError as e:
-        raise fail(f"{path}: not a valid generator description (invalid JSON: {e.msg} at line {e.lineno}); "
-                   "rerun 'synthpt generator tune' with --restart") from None
-    missing = [k for k in GENERATOR_META_KEYS if not isinstance(meta, dict) or k not in meta]
-    if not missing and not isinstance(meta["task"], dict):
-        missing = ["task"]
-    if missing:
-        raise fail(f"{path}: not a valid generator description (missing {', '.join(missing)}); "
-                   "rerun 'synthpt generator tune' with --restart")
+    what, hint = "not a valid generator description", "rerun 'synthpt generator tune' with --restart"
+    meta = read_record(path, GENERATOR_META_KEYS, what, hint)
+    if not isinstance(meta["task"], dict):
+        raise fail(f"{path}: {what} (missing task); {hint}")
     return meta
 
 
 def load_prompts(gen_dir: str | Path, task: Task) -> torch.Tensor:
     """(L, n, d) label prompts in the task's label order."""
-    from safetensors.torch import load_file
+    from synthpt.core.saving import load_label_prompts
 
-    path = Path(gen_dir) / "prompts.safetensors"
-    if not path.is_file():
-        raise fail(f"{path}: not found; tune a generator first (synthpt generator tune)")
-    try:
-        t = load_file(str(path))
-    except Exception as e:
-        raise fail(f"{path}: corrupt safetensors file ({first_line(e)})") from None
-    missing = [lab for lab in task.labels if f"prompt/{lab}" not in t]
-    if missing:
-        raise fail(f"{path}: has no prompt for labels {missing}")
-    return torch.stack([t[f"prompt/{lab}"] for lab in task.labels])
+    return load_label_prompts(gen_dir, task.labels)
 
 
 def run_generator_tuning(task: Task, data: str | Path, model: str | Backbone, out: str | Path, cfg: GeneratorConfig,

@@ -13,7 +13,7 @@ methods by name.  A method is an object with
 backbone and generator names, the seed, the resolved knobs (generator / generation /
 prompt-tuning configs, ``options``) and content-addressed helpers that share work across
 methods (``ctx.synthetic("dawgen")`` tunes the generator and generates once per config,
-``ctx.prompt_tune(cfg, synthetic)`` caches a prompt-tuning run by its config).
+``ctx.run_prompt_tuning(cfg, synthetic)`` caches a prompt-tuning run by its config).
 
 Adding a method: write ``synthpt/methods/my_method.py`` that calls
 ``register(Method(...))`` (or a subclass with its own ``run``) at import time, and add
@@ -29,7 +29,7 @@ from synthpt.methods.base import Context, Method, PromptTuningMethod
 
 # One line per module of methods; each module registers its methods when imported.
 BUILTIN_MODULES: list[str] = [
-    "synthpt.methods.prompt_tuning",  # pt, ours, the data strategies, the ablations
+    "synthpt.methods.data_strategies",  # pt, ours, the data strategies, the ablations
     "synthpt.methods.baselines.zero_shot",  # zero-shot (Prompting)
     "synthpt.methods.baselines.icl",  # icl (In-Context)
     "synthpt.methods.baselines.finetune",  # ft, pft, pft+sp

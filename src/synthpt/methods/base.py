@@ -15,7 +15,7 @@ from synthpt.tasks import Task
 
 
 def generator_api() -> Any:
-    """The generator stage (Steps 1-2), imported on first use."""
+    """The generator stage (Stages 1-2), imported on first use."""
     import importlib
 
     try:
@@ -57,9 +57,9 @@ class Context:
     model: str  # backbone
     generator_model: str
     cache_dir: Path
-    generator: dict[str, Any] = field(default_factory=dict)  # GeneratorConfig values
-    generation: dict[str, Any] = field(default_factory=dict)  # GenerationConfig values
-    prompt_tuning: dict[str, Any] = field(default_factory=dict)  # PromptTuningConfig values
+    generator_knobs: dict[str, Any] = field(default_factory=dict)  # GeneratorConfig values
+    generation_knobs: dict[str, Any] = field(default_factory=dict)  # GenerationConfig values
+    pt_knobs: dict[str, Any] = field(default_factory=dict)  # PromptTrainerConfig values
     forced: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-row overrides, applied last
     options: dict[str, Any] = field(default_factory=dict)  # method-specific knobs
     max_eval: int | None = None
@@ -113,18 +113,18 @@ class Context:
     # ---- configs ----------------------------------------------------------------------------
     def generator_config(self, mode: str, **overrides: Any) -> Any:
         gen = generator_api()
-        cfg = gen.GeneratorConfig(**self.generator)
+        cfg = gen.GeneratorConfig(**self.generator_knobs)
         return _with(cfg, **{"mode": mode, "seed": self.seed, **overrides, **self.forced.get("generator", {})})
 
     def generation_config(self, **overrides: Any) -> Any:
         gen = generator_api()
-        cfg = gen.GenerationConfig(**self.generation)
+        cfg = gen.GenerationConfig(**self.generation_knobs)
         return _with(cfg, **{"seed": self.seed, **overrides, **self.forced.get("generation", {})})
 
     def prompt_tuning_config(self, **overrides: Any) -> Any:
-        from synthpt.prompt_tuning.trainer import PromptTuningConfig
+        from synthpt.prompt_tuning.trainer import PromptTrainerConfig
 
-        cfg = PromptTuningConfig(**self.prompt_tuning)
+        cfg = PromptTrainerConfig(**self.pt_knobs)
         return _with(cfg, **{"seed": self.seed, **overrides, **self.forced.get("prompt_tuning", {})})
 
     # ---- stages 1-2: generator tuning and generation (shared across methods) -------------
@@ -140,12 +140,12 @@ class Context:
 
         return self._stage("generator", f"{self.task.name}-{mode}-s{self.seed}", key_cfg, "generator", build)
 
-    def synthetic(self, mode: str, generator: dict[str, Any] | None = None,
-                  generation: dict[str, Any] | None = None) -> Path:
+    def synthetic(self, mode: str, generator_knobs: dict[str, Any] | None = None,
+                  generation_knobs: dict[str, Any] | None = None) -> Path:
         """Tune the ``mode`` generator (``dawgen`` / ``fewgen`` / ``plain``) and generate: the JSONL path."""
         gen = generator_api()
-        g = self.generator_dir(mode, **(generator or {}))
-        cfg = self.generation_config(**(generation or {}))
+        g = self.generator_dir(mode, **(generator_knobs or {}))
+        cfg = self.generation_config(**(generation_knobs or {}))
         key_cfg = {"generator": g.key, "config": dataclasses.asdict(cfg)}
 
         def build(target: Path, restart: bool) -> dict[str, Any]:
@@ -161,7 +161,7 @@ class Context:
         """``n_per_label`` gold rows per label from the training pool, outside the split: the JSONL path.
 
         The oracle of the synthetic-data methods (method ``pt+gold``): what a perfect generator
-        would write, so PT on it bounds what Steps 1-2 can add on this backbone and budget.  Test
+        would write, so PT on it bounds what Stages 1-2 can add on this backbone and budget.  Test
         rows are excluded too: a user task whose train and test files overlap must not leak them.
         """
         from synthpt.core.io import write_jsonl
@@ -183,10 +183,41 @@ class Context:
                           file_target="synthetic.jsonl")
         return res.target
 
+    def published_subset(self, path: Path, n_per_label: int) -> Path:
+        """``n_per_label`` rows per label of a published synthetic set (seeded): the JSONL path.
+
+        Why: ``options.published_per_label`` puts FewGen's published rows at the same N as Ours and
+        the oracle, so a data-scale curve compares the data, not the amount of it."""
+        from synthpt.core.io import write_jsonl
+        from synthpt.data import load_file
+        from synthpt.prompt_tuning.recipe import balanced_subset
+
+        key_cfg = {"file": file_fingerprint([path]), "task": self.task.to_dict(), "n_per_label": n_per_label,
+                   "seed": self.seed}
+
+        def build(target: Path, restart: bool) -> dict[str, Any]:
+            rows = load_file(path, self.task)
+            counts = {lab: sum(r["label"] == lab for r in rows) for lab in self.task.labels}
+            short = {lab: c for lab, c in counts.items() if c < n_per_label}
+            if short:
+                raise fail(f"{path}: labels {short} have fewer than options.published_per_label = {n_per_label} rows")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_jsonl(target, balanced_subset(rows, self.task, n_per_label * self.task.num_labels, self.seed))
+            return {"rows": n_per_label * self.task.num_labels, "source": str(path)}
+
+        return self._stage("synthetic", f"{self.task.name}-published-n{n_per_label}-s{self.seed}", key_cfg,
+                           "published.jsonl", build, file_target="synthetic.jsonl").target
+
+    def cached(self, kind: str, slug: str, key_cfg: dict[str, Any], build: Any) -> StageResult:
+        """A method's own content-addressed stage, ``build(target, restart) -> dict`` (the dict is kept):
+        shared by every cell and sweep point whose key is the same."""
+        return self._stage(kind, slug, key_cfg, kind, build)
+
     # ---- stage 3: prompt tuning -----------------------------------------------------------
-    def prompt_tune(self, cfg: Any, synthetic: str | Path | None = None, init_prompt: str | Path | None = None,
-                    tag: str | None = None) -> dict[str, Any]:
-        """Prompt-tune (cached by config); returns the metrics of ``run_prompt_tuning``."""
+    def run_prompt_tuning(self, cfg: Any, synthetic: str | Path | None = None, init_prompt: str | Path | None = None,
+                          tag: str | None = None) -> dict[str, Any]:
+        """:func:`synthpt.prompt_tuning.recipe.run_prompt_tuning` as a cached stage (keyed by its config):
+        its metrics."""
         from synthpt.prompt_tuning.recipe import run_prompt_tuning
 
         syn_fp = None
@@ -198,8 +229,10 @@ class Context:
         init_fp = None
         if init_prompt is not None:
             init_fp = file_fingerprint(sorted(Path(init_prompt).glob("adapter_*")))
+        from synthpt.prompt_tuning.steps import config_key
+
         key_cfg = {"split": self.split.result["fingerprint"], "task": self.task.to_dict(), "model": self.model,
-                   "config": dataclasses.asdict(cfg), "synthetic": syn_fp, "init_prompt": init_fp,
+                   "config": config_key(cfg), "synthetic": syn_fp, "init_prompt": init_fp,
                    "max_eval": self.max_eval}
 
         def build(target: Path, restart: bool) -> dict[str, Any]:
@@ -260,7 +293,7 @@ class PromptTuningMethod(Method):
     strategy: str = "real"
     gradient_surgery: bool = False
     synthetic: str | None = None
-    prompt_tuning: dict[str, Any] = field(default_factory=dict)  # the method's own PT knobs
+    pt_knobs: dict[str, Any] = field(default_factory=dict)  # the method's own PT knobs
 
     def synthetic_path(self, ctx: Context) -> Path | None:
         if self.synthetic is None:
@@ -271,7 +304,13 @@ class PromptTuningMethod(Method):
             p = Path(ctx.data_dir) / "fewgen-synthetic" / ctx.task.name.upper() / "gen-train.json"
             if not p.is_file():
                 raise fail(f"{p}: FewGen's published synthetic set for {ctx.task.name} not found")
-            return p
+            per_label = ctx.options.get("published_per_label")
+            if per_label is None:
+                return p
+            n = ctx.generation_config().n_per_label if per_label == "generation" else per_label
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise fail(f"options.published_per_label: expected a positive integer or 'generation', got {per_label!r}")
+            return ctx.published_subset(p, n)
         if self.synthetic == "heldout":
             return ctx.heldout(ctx.generation_config().n_per_label)
         return ctx.synthetic(self.synthetic)
@@ -279,9 +318,9 @@ class PromptTuningMethod(Method):
     def run(self, ctx: Context) -> dict[str, Any]:
         syn = self.synthetic_path(ctx)
         cfg = ctx.prompt_tuning_config(strategy=self.strategy, gradient_surgery=self.gradient_surgery,
-                                       **self.prompt_tuning)
-        return ctx.prompt_tune(cfg, syn)
+                                       **self.pt_knobs)
+        return ctx.run_prompt_tuning(cfg, syn)
 
     def trainable_parameters(self, ctx: Context) -> int | None:
-        cfg = ctx.prompt_tuning_config(**self.prompt_tuning)
+        cfg = ctx.prompt_tuning_config(**self.pt_knobs)
         return cfg.prompt_length * hidden_size(ctx.model)

@@ -1,4 +1,4 @@
-"""Step 3 as a recipe: data in, PEFT adapter + metrics out, resumable.
+"""Stage 3 as a recipe: data in, PEFT adapter + metrics out, resumable.
 
 ``run_prompt_tuning`` is what ``synthpt prompt-tune`` and the pipeline call.  Its output
 directory holds the PEFT adapter of the best prompt on the few-shot dev set,
@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,17 @@ from synthpt.core.errors import fail
 from synthpt.core.io import write_json
 from synthpt.core.models import Backbone, load_backbone, parse_dtype
 from synthpt.core.runinfo import config_hash, versions
-from synthpt.core.soft_prompt import check_prompt_fits, load_peft_prompt, save_peft_prompt
+from synthpt.core.saving import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    already_done,
+    check_prompt_fits,
+    load_peft_prompt,
+    save_peft_prompt,
+)
 from synthpt.data import load_file, load_split
-from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTuningConfig
+from synthpt.prompt_tuning.steps import config_key
+from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTrainerConfig
 from synthpt.prompt_tuning.zero_shot_filter import zero_shot_filter
 from synthpt.tasks import Task
 
@@ -73,7 +80,7 @@ def run_prompt_tuning(
     data: str | Path,
     model: str | Backbone,
     out: str | Path,
-    cfg: PromptTuningConfig,
+    cfg: PromptTrainerConfig,
     synthetic: str | Path | list[dict] | None = None,
     init_prompt: str | Path | torch.Tensor | None = None,
     max_eval: int | None = None,
@@ -101,19 +108,15 @@ def run_prompt_tuning(
     run_cfg = {"task": task.to_dict(), "data": str(data), "model": model_name, "synthetic": syn_name,
                "n_synthetic": len(syn_rows), "init_prompt": None if init_prompt is None else str(
                    init_prompt if not isinstance(init_prompt, torch.Tensor) else "tensor"),
-               "max_eval": max_eval, "train": asdict(cfg)}
+               "max_eval": max_eval, "train": config_key(cfg)}
     if dtype:  # only when set, so earlier runs keep their config hash
         run_cfg["dtype"] = dtype
     key = config_hash(run_cfg)
     metrics_path = out / "metrics.json"
-    if not restart and metrics_path.is_file():
-        import json
-
-        done = json.loads(metrics_path.read_text())
-        if done.get("config_hash") == key:
-            return done
-        if not (out / "checkpoint.pt").exists():
-            raise fail(f"{out}: holds a finished run with another configuration; use --restart or another --out")
+    done = already_done(metrics_path, key, out, "a finished run", restart=restart,
+                        resumable=(out / "checkpoint.pt").exists())
+    if done is not None:
+        return done
     bb = model if isinstance(model, Backbone) else load_backbone(model, trust_remote_code=trust_remote_code, dtype=parse_dtype(dtype),
                                                                    device=dist.device())
     prompt0 = None
@@ -144,7 +147,7 @@ def run_prompt_tuning(
     metrics = {
         "task": task.name, "strategy": cfg.strategy, "gradient_surgery": cfg.gradient_surgery,
         "test": test_metrics, "dev": result.dev_metrics, "best_step": result.best_step,
-        "conflict_rate": result.conflict_rate, "steps": cfg.max_steps, "n_train": len(splits["train"]),
+        "conflict_rate": result.conflict_rate, "steps": trainer.cfg.max_steps, "n_train": len(splits["train"]),
         "n_synthetic": len(syn_rows), "trainable_parameters": int(result.prompt.numel()),
         "train_seconds": round(train_s, 2), "processes": dist.world_size(), "resumed_from_step": result.resumed_from, "config_hash": key,
     }
@@ -161,5 +164,5 @@ def run_prompt_tuning(
 
 def copy_adapter(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
+    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         shutil.copy2(src / name, dst / name)

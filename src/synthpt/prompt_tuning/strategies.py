@@ -18,17 +18,31 @@ Strategies (the paper's Table of data strategies):
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from synthpt.core.batches import BalancedStream, Stream
 from synthpt.core.errors import fail
+from synthpt.core.knobs import choose, values_of
 
-STRATEGIES = ("real", "syn", "mixed", "real-then-syn", "syn-then-real", "paired")
-NEEDS_SYNTHETIC = {"syn", "mixed", "real-then-syn", "syn-then-real", "paired"}
+
+class Strategy(enum.StrEnum):
+    """The data strategies (values of ``--strategy``)."""
+
+    REAL = "real"
+    SYN = "syn"
+    MIXED = "mixed"
+    REAL_THEN_SYN = "real-then-syn"
+    SYN_THEN_REAL = "syn-then-real"
+    PAIRED = "paired"
+
+
+STRATEGIES = tuple(values_of(Strategy))
+NEEDS_SYNTHETIC = set(STRATEGIES) - {Strategy.REAL}
 
 
 @dataclass(frozen=True)
-class Row:
+class ExampleRef:
     source: str  # "real" | "syn"
     index: int
 
@@ -40,8 +54,7 @@ class BatchPlan:
                  max_steps: int, seed: int, phase_split: float = 0.5, syn_labels: list[int] | None = None) -> None:
         """``syn_labels`` (the synthetic rows' label indices): deal synthetic batches label by label
         (:class:`BalancedStream`) instead of at random."""
-        if strategy not in STRATEGIES:
-            raise fail(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        strategy = choose(Strategy, strategy, "strategy")
         if strategy in NEEDS_SYNTHETIC and n_syn == 0:
             raise fail(f"strategy {strategy!r} needs synthetic data (--synthetic FILE)")
         if strategy != "syn" and n_real == 0:
@@ -60,21 +73,21 @@ class BatchPlan:
                     else Stream(n_syn, seed, 2))
         self.mixed = Stream(n_real + n_syn, seed, 3) if strategy == "mixed" else None
 
-    def rows(self, step: int) -> list[Row]:
+    def rows(self, step: int) -> list[ExampleRef]:
         s = self.strategy
         if s == "real":
-            return [Row("real", i) for i in self.real.batch(step, self.bs)]
+            return [ExampleRef("real", i) for i in self.real.batch(step, self.bs)]
         if s == "syn":
-            return [Row("syn", i) for i in self.syn.batch(step, self.bs)]
+            return [ExampleRef("syn", i) for i in self.syn.batch(step, self.bs)]
         if s == "mixed":
-            return [Row("real", i) if i < self.n_real else Row("syn", i - self.n_real)
+            return [ExampleRef("real", i) if i < self.n_real else ExampleRef("syn", i - self.n_real)
                     for i in self.mixed.batch(step, self.bs)]
         if s in ("real-then-syn", "syn-then-real"):
             first, second = ("real", "syn") if s == "real-then-syn" else ("syn", "real")
             src, idx = (first, step) if step < self.switch else (second, step - self.switch)
             stream = self.real if src == "real" else self.syn
-            return [Row(src, i) for i in stream.batch(idx, self.bs)]
+            return [ExampleRef(src, i) for i in stream.batch(idx, self.bs)]
         # paired
-        return [Row("real", i) for i in self.real.batch(step, self.bs)] + [
-            Row("syn", i) for i in self.syn.batch(step, self.sbs)
+        return [ExampleRef("real", i) for i in self.real.batch(step, self.bs)] + [
+            ExampleRef("syn", i) for i in self.syn.batch(step, self.sbs)
         ]

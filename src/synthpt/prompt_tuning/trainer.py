@@ -27,19 +27,20 @@ from synthpt.core import distributed as dist
 from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
 from synthpt.core.classify import evaluate
 from synthpt.core.errors import fail
-from synthpt.core.knobs import knob
+from synthpt.core.knobs import choose, knob
 from synthpt.core.models import Backbone
 from synthpt.core.scoring import Encoder, label_logprobs
-from synthpt.prompt_tuning.strategies import STRATEGIES, BatchPlan
+from synthpt.prompt_tuning.steps import data_steps_config
+from synthpt.prompt_tuning.strategies import BatchPlan, Strategy
 from synthpt.prompt_tuning.surgery import combine
 from synthpt.tasks import Task
 
 
 @dataclass
-class PromptTuningConfig:
-    """Every knob of Step 3.  Defaults follow prompt-tuning practice for T5-size models."""
+class PromptTrainerConfig:
+    """Every knob of Stage 3.  Defaults follow prompt-tuning practice for T5-size models."""
 
-    strategy: str = knob("real", 'data strategy: real | syn | mixed | real-then-syn | syn-then-real | paired')
+    strategy: Strategy = knob("real", 'data strategy: which real and synthetic rows make each batch')
     gradient_surgery: bool = knob(
         False, 'project the synthetic gradient off the real one when they conflict (paired only)')
     epsilon: float = knob(1.0, 'weight of the synthetic gradient in paired steps')
@@ -50,7 +51,15 @@ class PromptTuningConfig:
     warmup_steps: int = knob(0, 'linear warm-up steps (then linear decay to 0)')
     batch_size: int = knob(8, 'global batch size (the real rows of a paired step)')
     syn_batch_size: int | None = knob(None, 'synthetic rows of a paired step (default: --batch-size)')
-    max_steps: int = knob(500, 'training steps')
+    max_steps: int = knob(500, 'training steps (with --syn-epochs and synthetic rows: replaced by what syn_epochs asks for)')
+    syn_epochs: float | None = knob(
+        None,
+        'let the steps follow the data: passes over the synthetic rows; with synthetic rows, max_steps becomes '
+        'ceil(syn_epochs * n_syn / synthetic rows per step) (paired: syn_batch_size; syn and the phased strategies: '
+        'batch_size in their synthetic phase; mixed: its share of batch_size), at most --max-steps-cap. Rows '
+        'counted after --max-synthetic and the zero-shot filter. Off by default: a fixed max_steps',
+    )
+    max_steps_cap: int | None = knob(None, 'upper bound on the steps --syn-epochs asks for (default: none)')
     eval_every: int = knob(50, 'evaluate on the few-shot dev set every N steps (the best prompt is kept)')
     checkpoint_every: int = knob(50, 'write a resumable checkpoint every N steps')
     max_length: int = knob(256, 'maximum input tokens (text fields are truncated, never the template)')
@@ -71,8 +80,7 @@ class PromptTuningConfig:
     skip_nonfinite: bool = knob(False, 'skip a batch whose loss is NaN/inf instead of stopping')
 
     def validate(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise fail(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        self.strategy = choose(Strategy, self.strategy, "strategy")  # a plain string, also when given a member
         if not 0 <= self.epsilon < math.inf:  # also refuses NaN
             raise fail(f"--epsilon must be >= 0, got {self.epsilon}")
         if not 0 <= self.label_smoothing < 1:
@@ -86,6 +94,10 @@ class PromptTuningConfig:
             raise fail(f"--lr must be a finite number > 0, got {self.lr}")
         if not 0 <= self.weight_decay < math.inf or self.warmup_steps < 0:
             raise fail(f"--weight-decay and --warmup-steps must be >= 0, got {self.weight_decay}, {self.warmup_steps}")
+        if self.syn_epochs is not None and not 0 < self.syn_epochs < math.inf:
+            raise fail(f"--syn-epochs must be a finite number > 0, got {self.syn_epochs}")
+        if self.max_steps_cap is not None and self.max_steps_cap < 1:
+            raise fail(f"--max-steps-cap must be at least 1, got {self.max_steps_cap}")
         if self.syn_batch_size is not None and self.syn_batch_size < 1:
             raise fail(f"--syn-batch-size must be at least 1, got {self.syn_batch_size}")
         if self.eval_batch_size < 1:
@@ -110,7 +122,7 @@ class TrainResult:
     resumed_from: int = 0
 
 
-def _lr_lambda(cfg: PromptTuningConfig):
+def _lr_lambda(cfg: PromptTrainerConfig):
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
@@ -123,10 +135,11 @@ def _lr_lambda(cfg: PromptTuningConfig):
 class PromptTrainer:
     """Trains one soft prompt on real (+ synthetic) examples of a task."""
 
-    def __init__(self, task: Task, backbone: Backbone, cfg: PromptTuningConfig, train: list[dict],
+    def __init__(self, task: Task, backbone: Backbone, cfg: PromptTrainerConfig, train: list[dict],
                  dev: list[dict], synthetic: list[dict] | None = None, init_prompt: torch.Tensor | None = None,
                  out_dir: str | Path | None = None, progress: bool = True) -> None:
         cfg.validate()
+        cfg = data_steps_config(cfg, len(train), len(synthetic or []))  # syn_epochs: the steps follow the data
         self.task, self.bb, self.cfg = task, backbone, cfg
         self.train, self.dev, self.syn = train, dev, synthetic or []
         self.out = Path(out_dir) if out_dir else None
@@ -155,7 +168,7 @@ class PromptTrainer:
         self.paired_steps = 0
 
     # ---- inputs -------------------------------------------------------------------------
-    def _ctx(self, source: str, i: int) -> list[int]:
+    def _context_ids(self, source: str, i: int) -> list[int]:
         key = (source, i)
         if key not in self._ids:  # encode lazily: a 16k synthetic set is mostly never needed whole
             self._ids[key] = self.encoder.encode((self.train if source == "real" else self.syn)[i])
@@ -223,7 +236,7 @@ class PromptTrainer:
         the gradient of a loss on the scores w.r.t. the views is [δ_real, δ_syn]."""
         views = self.prompt.unsqueeze(0).expand(2, -1, -1)
         which = torch.tensor([int(r.source == "syn") for r in rows], device=self.bb.device)
-        return views, label_logprobs(self.encoder, [self._ctx(r.source, r.index) for r in rows], views, which)
+        return views, label_logprobs(self.encoder, [self._context_ids(r.source, r.index) for r in rows], views, which)
 
     # ---- dev selection, checkpoints --------------------------------------------------
     def evaluate_dev(self) -> dict[str, float]:

@@ -13,7 +13,7 @@ spot           SPoT                 :mod:`.spot`       (source-task prompt trans
 optima         OPTIMA               :mod:`.optima`     (domain-adaptive prompt tuning)
 =============  ===================  ======================================================
 
-``pt`` (Prompt Tuning) and ``ours`` live in :mod:`synthpt.methods.prompt_tuning`.
+``pt`` (Prompt Tuning) and ``ours`` live in :mod:`synthpt.methods.data_strategies`.
 Every method reports ``trainable_parameters`` in its metrics (0 for zero-shot and ICL, all
 weights for FT / PFT, n·d for the prompt methods).  Knobs are ``options:`` keys of the
 experiment config (see each module's docstring); shared helpers are in :mod:`.common`.

@@ -123,6 +123,25 @@ def source_stage(ctx: Context, kind: str, slug: str, key_cfg: dict[str, Any], bu
     return res
 
 
+def source_prompt(ctx: Context, kind: str, slug: str, steps: int, seed: int, row_limit: int | None,
+                  build: Any, **key_extra: Any) -> Any:
+    """A prompt first trained on the cell's source task (SPoT, OPTIMA): a cached source stage.
+
+    Cached by (backbone, source task, data, prompt-tuning config with ``steps`` and ``seed``,
+    ``key_extra``); ``build(src, rows, cfg, target) -> dict`` trains on ``rows`` (at most ``row_limit``
+    balanced rows of the source task's training pool) and writes the adapter into ``target``.
+    ``slug`` names the folder: ``{src}``, ``{target}`` and ``{model}`` are filled in."""
+    src = source_task_for(ctx)
+    cfg = source_pt_config(ctx, steps, seed)
+    key = {"model": ctx.model, "source_task": src.to_dict(), "data_dir": data_dir_key(ctx), "config": pt_key(cfg),
+           **key_extra}
+
+    def run(target: Path, restart: bool) -> dict[str, Any]:
+        return build(src, source_rows(src, ctx, row_limit, seed), cfg, target)
+
+    return source_stage(ctx, kind, slug.format(src=src.name, target=ctx.task.name, model=ctx.model), key, run)
+
+
 def source_cost(res: Any) -> dict[str, Any]:
     return {"stage": res.name, "dir": str(res.target), "seconds": res.seconds, "cached": not res.ran,
             **{k: v for k, v in res.result.items() if k in ("steps", "n_examples", "source_task", "final_loss")}}
@@ -139,16 +158,16 @@ def source_pt_config(ctx: Context, steps: int, seed: int) -> Any:
 
 
 def pt_key(cfg: Any) -> dict[str, Any]:
-    import dataclasses
+    from synthpt.prompt_tuning.steps import config_key
 
-    return dataclasses.asdict(cfg)
+    return config_key(cfg)
 
 
 def train_source_prompt(ctx: Context, task: Any, rows: list[dict[str, Any]], cfg: Any, target: Path) -> dict[str, Any]:
     """Plain prompt tuning of a fresh prompt on ``rows`` of ``task`` (template + verbalizer of
     ``task``), resumable from ``target/checkpoint.pt``; writes the adapter into ``target``."""
     from synthpt.core import distributed as dist
-    from synthpt.core.soft_prompt import save_peft_prompt
+    from synthpt.core.saving import save_peft_prompt
     from synthpt.prompt_tuning.trainer import PromptTrainer
 
     bb = frozen_backbone(ctx.model)
@@ -167,7 +186,7 @@ def train_source_prompt(ctx: Context, task: Any, rows: list[dict[str, Any]], cfg
 def tune_from(ctx: Context, init_dir: Path, tag: str) -> dict[str, Any]:
     """Target prompt tuning on the few-shot split, starting from the prompt in ``init_dir``."""
     cfg = ctx.prompt_tuning_config(strategy="real", gradient_surgery=False)
-    return dict(ctx.prompt_tune(cfg, None, init_prompt=init_dir, tag=tag))
+    return dict(ctx.run_prompt_tuning(cfg, None, init_prompt=init_dir, tag=tag))
 
 
 @dataclass

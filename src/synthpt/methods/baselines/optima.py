@@ -53,17 +53,7 @@ from synthpt.core.errors import fail
 from synthpt.core.models import Backbone
 from synthpt.methods import register
 from synthpt.methods.base import Context
-from synthpt.methods.baselines.common import (
-    TransferMethod,
-    data_dir_key,
-    frozen_backbone,
-    option,
-    pt_key,
-    source_pt_config,
-    source_rows,
-    source_stage,
-    source_task_for,
-)
+from synthpt.methods.baselines.common import TransferMethod, frozen_backbone, option, source_prompt
 
 # ---------------------------------------------------------------------------- the regulariser
 
@@ -274,17 +264,12 @@ class OptimaTrainer:
 
 
 def optima_source(ctx: Context) -> Any:
-    from synthpt.core.soft_prompt import save_peft_prompt
+    from synthpt.core.saving import save_peft_prompt
     from synthpt.data import load_official
 
-    src = source_task_for(ctx)
     oc = optima_config(ctx)
-    pt_cfg = source_pt_config(ctx, oc.steps, oc.seed)
-    key = {"model": ctx.model, "source_task": src.to_dict(), "target_task": ctx.task.to_dict(),
-           "data_dir": data_dir_key(ctx), "optima": oc.__dict__, "config": pt_key(pt_cfg)}
 
-    def build(target: Path, restart: bool) -> dict[str, Any]:
-        rows = source_rows(src, ctx, oc.source_examples, oc.seed)
+    def build(src: Any, rows: list[dict[str, Any]], pt_cfg: Any, target: Path) -> dict[str, Any]:
         pool = load_official(ctx.task, "train", ctx.data_dir)
         rng = random.Random(oc.seed)
         unl = rng.sample(pool, min(oc.unlabeled, len(pool)))
@@ -299,7 +284,8 @@ def optima_source(ctx: Context) -> Any:
                 "final_loss": mean.get("loss"), "last": mean,
                 "discriminator_parameters": sum(p.numel() for p in tr.disc.parameters())}
 
-    return source_stage(ctx, "optima-adapt", f"optima-{src.name}-{ctx.task.name}-{ctx.model}", key, build)
+    return source_prompt(ctx, "optima-adapt", "optima-{src}-{target}-{model}", oc.steps, oc.seed, oc.source_examples,
+                         build, target_task=ctx.task.to_dict(), optima=oc.__dict__)
 
 
 register(TransferMethod("optima", "OPTIMA", "prompt adapted from source data + target unlabeled texts with "

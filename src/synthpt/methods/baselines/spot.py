@@ -17,37 +17,19 @@ initialises prompt tuning on the target's few-shot data.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from synthpt.methods import register
 from synthpt.methods.base import Context
-from synthpt.methods.baselines.common import (
-    TransferMethod,
-    data_dir_key,
-    option,
-    pt_key,
-    source_pt_config,
-    source_rows,
-    source_stage,
-    source_task_for,
-    train_source_prompt,
-)
+from synthpt.methods.baselines.common import TransferMethod, option, source_prompt, train_source_prompt
 
 
 def spot_source(ctx: Context) -> Any:
-    src = source_task_for(ctx)
-    steps = int(option(ctx, "source_steps", 1000))
-    seed = int(option(ctx, "source_seed", 42))
     limit = option(ctx, "source_examples", None)
-    cfg = source_pt_config(ctx, steps, seed)
-    key = {"model": ctx.model, "source_task": src.to_dict(), "data_dir": data_dir_key(ctx), "limit": limit,
-           "config": pt_key(cfg)}
-
-    def build(target: Any, restart: bool) -> dict[str, Any]:
-        rows = source_rows(src, ctx, int(limit) if limit else None, seed)
-        return train_source_prompt(ctx, src, rows, cfg, target)
-
-    return source_stage(ctx, "spot-source", f"spot-{src.name}-{ctx.model}", key, build)
+    return source_prompt(ctx, "spot-source", "spot-{src}-{model}", int(option(ctx, "source_steps", 1000)),
+                         int(option(ctx, "source_seed", 42)), int(limit) if limit else None,
+                         functools.partial(train_source_prompt, ctx), limit=limit)
 
 
 register(TransferMethod("spot", "SPoT", "prompt transferred from a source task's full data, then few-shot PT",

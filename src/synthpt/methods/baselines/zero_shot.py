@@ -19,11 +19,19 @@ class ZeroShotMethod(Method):
         from synthpt.core.classify import evaluate
 
         cfg = ctx.prompt_tuning_config()
-        parts = splits(ctx)
-        bb = frozen_backbone(ctx.model)
-        test = evaluate(ctx.task, bb, parts["test"], None, cfg.eval_batch_size, max_length=cfg.max_length)
-        dev = evaluate(ctx.task, bb, parts["dev"], None, cfg.eval_batch_size, max_length=cfg.max_length)
-        return {"task": ctx.task.name, "test": test, "dev": dev, "trainable_parameters": 0}
+        key = {"split": ctx.split.result["fingerprint"], "task": ctx.task.to_dict(), "model": ctx.model,
+               "max_eval": ctx.max_eval, "max_length": cfg.max_length, "eval_batch_size": cfg.eval_batch_size}
+
+        def build(target: Any, restart: bool) -> dict[str, Any]:
+            parts = splits(ctx)
+            bb = frozen_backbone(ctx.model)
+            test = evaluate(ctx.task, bb, parts["test"], None, cfg.eval_batch_size, max_length=cfg.max_length)
+            dev = evaluate(ctx.task, bb, parts["dev"], None, cfg.eval_batch_size, max_length=cfg.max_length)
+            return {"test": test, "dev": dev}
+
+        # cached: a sweep's points (and any grid whose other knobs change) score the backbone once
+        res = ctx.cached("zero-shot", f"{ctx.task.name}-s{ctx.seed}", key, build)
+        return {"task": ctx.task.name, **res.result, "trainable_parameters": 0}
 
     def trainable_parameters(self, ctx: Context) -> int:
         return 0

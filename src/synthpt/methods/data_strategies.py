@@ -1,8 +1,8 @@
-"""Prompt-tuning methods: PT, Ours, the data strategies of Table 2 and the ablations of Table 3.
+"""Methods built from a data strategy: PT, Ours, the data strategies of Table 2 and the ablations of Table 3.
 
 Names: ``<strategy>@<generator>``, where the generator is ``fewgen`` (FewGen's generator
 tuning) or ``dawgen`` (distribution-aligned weighted generator tuning), both run by the
-pipeline (Steps 1-2, cached and shared across methods).
+pipeline (Stages 1-2, cached and shared across methods).
 
 =====================  =======================  ===========================================
 name                   strategy                 meaning
@@ -46,7 +46,7 @@ _STRATEGIES = [  # (name, display, trainer strategy, gradient surgery, PT knobs)
 for _gen, _gdisp in GENERATORS.items():
     for _name, _disp, _strategy, _gs, _knobs in _STRATEGIES:
         register(PromptTuningMethod(f"{_name}@{_gen}", f"{_disp} ({_gdisp})", f"strategy {_strategy} on {_gdisp} data",
-                                    strategy=_strategy, gradient_surgery=_gs, synthetic=_gen, prompt_tuning=_knobs))
+                                    strategy=_strategy, gradient_surgery=_gs, synthetic=_gen, pt_knobs=_knobs))
 
 # Ablations (Table 3), named as in the paper.
 register(PromptTuningMethod("ours@fewgen", "Ours w/ FewGen generator", "ablation: FewGen generator instead of DawGen",
