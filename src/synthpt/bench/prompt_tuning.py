@@ -73,7 +73,7 @@ def causal_prefix_step_vs_plain_step(reps: int = 5) -> dict[str, Any]:
                    "2 KV heads, d_ff 768, byte-level vocab 384)", batch_size=BATCH,
                    paired_rows={"real": half, "syn": BATCH - half}, input_tokens=sorted(lens),
                    prompt_tokens=PROMPT_TOKENS, reps=reps,
-                   how="label words of 2 byte tokens: 2 scored rows per example on both sides")
+                   how="label words of 2 byte tokens: the prefix side runs each input once and shares its cache with both words (synthpt.core.causal_words), the plain side runs one row per (example, word)")
 
 
 # ---- 2. gradient surgery: paired step vs one mixed batch --------------------------------------

@@ -7,7 +7,8 @@ text *fields* (longest first), never the template, so the answer cue survives lo
 summed over the word's tokens, with an optional soft prompt placed before the input
 embeddings exactly where PEFT's prompt tuning puts it (so a PEFT-loaded adapter predicts
 the same labels).  Causal LMs read the label word after the input (only the positions
-that are needed go through the LM head, which matters for 50k-word vocabularies); T5
+that are needed go through the LM head, which matters for 50k-word vocabularies; label
+words of several tokens share one run of the input, ``synthpt.core.causal_words``); T5
 reads it in the decoder after the sentinel ``<extra_id_0>`` that replaces ``{mask}``
 (``synthpt.core.seq2seq_scoring``: the encoder runs once per example, and label words of
 several tokens share the decoder's head and its cross-attention keys and values).
@@ -291,11 +292,24 @@ def _prefix_supported(bb: Backbone, copies: torch.Tensor) -> bool:
 def _causal_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch.Tensor | None,
                    prompt_index: torch.Tensor | None = None) -> torch.Tensor:
     bb = encoder.backbone
-    dev = bb.device
-    L = len(encoder.label_ids)
     copies = index = None
     if prompt is not None:
         copies, index = _copies(prompt, len(context_ids), prompt_index)
+    prefix = copies is not None and _prefix_supported(bb, copies)
+    if not encoder.single_token and (copies is None or prefix):
+        from synthpt.core.causal_words import shared_input_scores, shared_input_supported
+
+        if shared_input_supported(encoder, context_ids, copies, index, _per_label_causal):
+            return shared_input_scores(encoder, context_ids, copies, index)  # (B, L)
+    return _per_label_causal(encoder, context_ids, copies, index, prefix)
+
+
+def _per_label_causal(encoder: Encoder, context_ids: list[list[int]], copies: torch.Tensor | None,
+                      index: torch.Tensor | None, prefix: bool = False) -> torch.Tensor:
+    """(B, L) scores with one row per example (one-token words) or per (example, label)."""
+    bb = encoder.backbone
+    dev = bb.device
+    L = len(encoder.label_ids)
     if encoder.single_token:
         seqs = context_ids
     else:  # one row per (example, label): context + that label's word, less its last token (never an input,
@@ -305,7 +319,7 @@ def _causal_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch
             index = index.repeat_interleave(L)
     ids, mask = pad_right(seqs, bb.tokenizer.pad_token_id)  # (R, T): R = B, or B·L with multi-token words
     ids, mask = ids.to(dev), mask.to(dev)
-    if copies is not None and _prefix_supported(bb, copies):
+    if prefix:
         hidden = _prefix_hidden(bb, copies, index, ids, mask)  # (R, T, d)
     else:
         hidden = _full_hidden(bb, None if copies is None else copies[index], ids, mask)  # (R, T, d)
