@@ -146,6 +146,8 @@ def test_prompt_methods_train_only_the_prompt(ctx_factory) -> None:
         if name != "pt":
             src = m["source"]
             assert src["seconds"] >= 0 and Path(src["dir"], "adapter_model.safetensors").is_file()
+            card = Path(src["dir"], "README.md").read_text()  # every saved prompt has its card
+            assert "transfer source" in card and "base_model: tiny-t5" in card and "real rows:" in card
         assert _same(reference, _snapshot(frozen_backbone(ctx.model).model))
     assert _same(reference, _snapshot(load_backbone(ctx.model).model))  # nothing written back to disk
     # source stages are cached: a second seed reuses them

@@ -225,6 +225,12 @@ def load_task_spec(path: str | Path) -> Task:
             spec = yaml.safe_load(text)
     except Exception as e:  # yaml / json syntax errors carry their own position
         raise fail(f"{p}: cannot parse task spec: {first_line(e)}") from None
+    return task_from_spec(spec, p, p.parent)
+
+
+def task_from_spec(spec: Any, p: str | Path, base: Path | None = None) -> Task:
+    """A Task from a spec mapping (a parsed spec file, or the record an adapter keeps of its task:
+    :func:`task_record`); ``p`` names it in messages, ``base`` anchors relative ``files``."""
     if not isinstance(spec, dict):
         raise fail(f"{p}: task spec must be a mapping of keys to values")
     unknown = set(spec) - _SPEC_KEYS
@@ -247,8 +253,14 @@ def load_task_spec(path: str | Path) -> Task:
     for key in ("files", "field_names", "gen_templates"):
         if spec.get(key) is not None and not isinstance(spec[key], dict):
             raise fail(f"{p}: '{key}' must map names to values (e.g. {{train: train.csv}}), got {spec[key]!r}")
-    files = {k: str((p.parent / v).resolve()) for k, v in (spec.get("files") or {}).items()}
+    files = {k: str(((base or Path.cwd()) / v).resolve()) for k, v in (spec.get("files") or {}).items()}
     return Task.from_dict({**spec, "files": files})
+
+
+def task_record(task: Task) -> dict[str, Any]:
+    """Everything a trained prompt needs to know of its task, as a spec :func:`task_from_spec` reads
+    back: :meth:`Task.to_dict` (which cache keys hash, so it stays as it is) plus the column names."""
+    return {**task.to_dict(), "field_names": dict(task.field_names), "description": task.description}
 
 
 def resolve_task(name: str | None = None, spec: str | Path | None = None) -> Task:

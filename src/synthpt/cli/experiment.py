@@ -23,13 +23,13 @@ def _add_section_flags(p: argparse.ArgumentParser) -> None:
         add_dataclass_args(g, cls, prefix=f"{prefix}-", dest_prefix=f"sec__{section}__", overrides_only=True)
 
 
-def _apply_flags(st: Any, ns: argparse.Namespace, force: bool = False) -> None:
-    """Section flags and ``--set``; ``force`` (run): they win over the method's own knobs."""
+def _flag_overrides(ns: argparse.Namespace) -> list[tuple[str, Any, str]]:
+    """Section flags and ``--set`` as ``(key, value, flag)``, in the order they apply."""
+    items = []
     for key, value in vars(ns).items():
         if key.startswith("sec__") and value is not None:
             _, section, name = key.split("__", 2)
-            st.set(f"{section}.{name}", value, where=f"--{SECTION_FLAGS[section]}-{name.replace('_', '-')}",
-                   force=force)
+            items.append((f"{section}.{name}", value, f"--{SECTION_FLAGS[section]}-{name.replace('_', '-')}"))
     from synthpt.core.errors import fail
     from synthpt.experiments.config import parse_value
 
@@ -37,7 +37,8 @@ def _apply_flags(st: Any, ns: argparse.Namespace, force: bool = False) -> None:
         if "=" not in item:
             raise fail(f"--set {item}: expected KEY=VALUE, e.g. prompt_tuning.lr=0.1")
         key, value = item.split("=", 1)
-        st.set(key.strip(), parse_value(value), where=f"--set {key.strip()}", force=force)
+        items.append((key.strip(), parse_value(value), f"--set {key.strip()}"))
+    return items
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -48,15 +49,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(ns: argparse.Namespace) -> None:
+    from synthpt.api import run_with
     from synthpt.cli.main import task_from_args
-    from synthpt.experiments.config import load_settings, run_defaults
-    from synthpt.experiments.pipeline import run_pipeline
 
     task = task_from_args(ns)
-    st = load_settings(ns.config, base=run_defaults())
-    for key in ("model", "k", "max_eval"):
-        if getattr(ns, key) is not None:
-            st.set(key, getattr(ns, key), where=f"--{key.replace('_', '-')}")
     if ns.generator_model_deprecated is not None:
         import sys
 
@@ -64,11 +60,10 @@ def cmd_run(ns: argparse.Namespace) -> None:
               "`generate`); use --generator-model", file=sys.stderr)
         if ns.generator_model is None:
             ns.generator_model = ns.generator_model_deprecated
-    if ns.generator_model is not None:
-        st.set("generator_model", ns.generator_model, where="--generator-model")
-    _apply_flags(st, ns, force=True)
-    data_dir = ns.data_dir or st.data_dir or "../shared/data"
-    r = run_pipeline(task, ns.seed, data_dir, ns.out, st, method=ns.method, progress=not ns.quiet)
+    items = [(key, getattr(ns, key), f"--{key.replace('_', '-')}") for key in ("model", "k", "max_eval", "generator_model")
+             if getattr(ns, key) is not None]
+    r = run_with(task, ns.data_dir, ns.out, seed=ns.seed, method=ns.method, config=ns.config,
+                 overrides=items + _flag_overrides(ns), progress=not ns.quiet)
     test = r.get("test") or {}
     line = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "n")
     ran = [s["stage"] for s in r["stages"] if s["status"] == "ran"]
@@ -100,7 +95,8 @@ def cmd_experiment(ns: argparse.Namespace) -> None:
     from synthpt.experiments.grid import run_experiment
 
     st = load_settings(ns.config)
-    _apply_flags(st, ns)
+    for key, value, where in _flag_overrides(ns):
+        st.set(key, value, where=where)
     _apply_sweeps(st, ns.sweep or [])
     data_dir = ns.data_dir or st.data_dir or "../shared/data"
     res = run_experiment(st, data_dir, ns.out, tasks=_csv(ns.tasks), seeds=_csv(ns.seeds, int),

@@ -170,17 +170,20 @@ def cmd_prompt_tune(ns: argparse.Namespace) -> None:
 def cmd_evaluate(ns: argparse.Namespace) -> None:
     from synthpt.core.classify import evaluate
     from synthpt.core.models import load_backbone, parse_dtype
-    from synthpt.core.saving import check_prompt_fits, load_peft_prompt
+    from synthpt.core.saving import check_prompt_fits
     from synthpt.data import load_split
     from synthpt.prompt_tuning.recipe import eval_subset
 
-    task = task_from_args(ns)
     if ns.out and Path(ns.out).is_dir():  # before any work, not after scoring the split
         raise fail(f"{ns.out}: is a directory, cannot write a file there")
     prompt, model = None, ns.model
     if ns.prompt:
-        prompt, cfg = load_peft_prompt(ns.prompt)
-        model = model or cfg.get("base_model_name_or_path")
+        from synthpt.evaluate import adapter_base, read_adapter
+
+        ad = read_adapter(ns.prompt, ns.task, ns.task_spec)  # the task: --task / --task-spec, else the adapter's
+        task, prompt, model = ad.task, ad.prompt, model or adapter_base(ad.config, ad.folder)
+    else:
+        task = task_from_args(ns)
     if not model:
         raise fail("give --prompt DIR (a trained adapter) or --model NAME (zero-shot)")
     splits = load_split(ns.data, task)
@@ -258,6 +261,7 @@ def _pt_config_cls() -> type:
 
 # Stage modules that add subcommands; each has ``register(subparsers)``.
 COMMAND_MODULES = (
+    "synthpt.cli.predict",
     "synthpt.cli.generator",
     "synthpt.cli.experiment",
     "synthpt.bench.figures",
@@ -320,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     deterministic_kernels()
+    import shlex
+
+    from synthpt.core.runinfo import set_command
+
+    set_command(shlex.join(["synthpt", *(sys.argv[1:] if argv is None else argv)]))
     return run(ns.func, ns)
 
 

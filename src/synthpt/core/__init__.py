@@ -6,5 +6,5 @@
 - ``scoring``: template encoding and verbalizer log-probabilities; ``classify``: batched
   prediction and a task's metrics; ``soft_prompt``: the soft prompt and its PEFT files;
 - ``batches``: seeded batch streams; ``checkpointing``: resumable training state;
-- ``cache``: the content-addressed stage cache.
+- ``cache``: the content-addressed stage cache; ``progress``: bars in a terminal, lines in a log.
 """

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
-from tqdm.auto import tqdm
 
 from synthpt.core import distributed as dist
 from synthpt.core.models import Backbone
+from synthpt.core.progress import progress_bar
 from synthpt.core.scoring import Encoder, label_logprobs
 
 if TYPE_CHECKING:  # type-only: tasks sit above the core floor
@@ -46,7 +46,7 @@ def predict(
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = torch.empty((len(ids), len(encoder.label_ids)))
     p = None if prompt is None else prompt.to(encoder.backbone.device)
-    bar = tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress or not dist.is_main(),
+    bar = progress_bar(range(0, len(order), batch_size), desc=desc, disable=not progress or not dist.is_main(),
                leave=False)
     for start in bar:
         idx = order[start : start + batch_size]

@@ -14,9 +14,9 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from synthpt.core.errors import fail, first_line
 
@@ -99,8 +99,13 @@ def _target_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same dir, fsync, rename."""
+@contextlib.contextmanager
+def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """An open file whose content appears at ``path`` only when the block ends without error.
+
+    It is a temp file in the same directory, fsynced and renamed over ``path`` at the end; an
+    exception (a bad row, Ctrl-C, a full disk) removes it and leaves ``path`` as it was.  For
+    outputs written in pieces (``synthpt predict`` streams its rows into one)."""
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -109,22 +114,33 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     if p.is_dir():
         raise fail(f"{p}: is a directory, cannot write a file there")
     tmp: str | None = None
+    in_body = False
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            in_body = True
+            yield fh
+            in_body = False
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, _target_mode(p))
         os.replace(tmp, p)
         tmp = None
     except OSError as e:
+        if in_body:  # the caller's own error (reading its input, say): theirs to report
+            raise
         raise _oserror(p, "write file", e) from None
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     _fsync_dir(p.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same dir, fsync, rename."""
+    with atomic_writer(path, "wb") as fh:
+        fh.write(data)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

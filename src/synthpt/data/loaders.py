@@ -133,8 +133,11 @@ def _field_candidates(task: Task, i: int, field: str) -> list[str]:
     return cands
 
 
-def infer_columns(task: Task, columns: Sequence[str], source: str) -> tuple[dict[str, str], str]:
-    """Which column holds each task field and the label; fail listing what was looked for."""
+def infer_columns(task: Task, columns: Sequence[str], source: str,
+                  need_label: bool = True) -> tuple[dict[str, str], str | None]:
+    """Which column holds each task field and the label; fail listing what was looked for.
+
+    ``need_label=False`` (rows to predict): the label column is None when there is none."""
     lookup = _lookup(columns)
     mapping: dict[str, str] = {}
     used: set[str] = set()
@@ -150,7 +153,7 @@ def infer_columns(task: Task, columns: Sequence[str], source: str) -> tuple[dict
         mapping[field] = hit
         used.add(hit)
     label = next((lookup[c] for c in _LABEL_COLUMNS if c in lookup and lookup[c] not in used), None)
-    if label is None:
+    if label is None and need_label:
         raise fail(
             f"{source}: no label column (looked for {', '.join(_LABEL_COLUMNS)}); "
             f"columns found: {', '.join(map(str, columns))}"
@@ -240,7 +243,11 @@ def read_table(path: Path, delimiter: str, quoting: int | None) -> tuple[list[st
 
 
 def json_records(path: Path) -> list[Record]:
-    text = read_text(path)
+    return json_text_records(read_text(path), path)
+
+
+def json_text_records(text: str, path: Path | str) -> list[Record]:
+    """Rows of a JSON list or ``{id: row}`` document (``path`` names it in messages)."""
     if not text.strip():
         raise fail(f"{path}: file is empty")
     try:

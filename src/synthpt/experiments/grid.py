@@ -30,10 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from synthpt.core.errors import fail
 from synthpt.core.io import atomic_write_text, write_json
+from synthpt.core.progress import progress_bar
 from synthpt.core.runinfo import config_hash, versions
 from synthpt.experiments import tables as tb
 from synthpt.experiments.config import SECTIONS, MethodRow, Settings
@@ -163,7 +162,7 @@ def run_experiment(st: Settings, data_dir: str | Path | None, out: str | Path, t
     cells = [(p, pst, t, s, r) for p, pst in settings for t in task_objs for s in seed_list for r in rows]
     records = []
     t0 = time.perf_counter()
-    bar = tqdm(cells, desc="grid", unit="cell", disable=not progress, dynamic_ncols=True, position=0)
+    bar = progress_bar(cells, desc="grid", unit="cell", disable=not progress, dynamic_ncols=True, position=0)
     for p, pst, t, s, r in bar:
         bar.set_postfix_str(f"{p.label + ' ' if p else ''}{t.name} seed {s} {r.name}")
         records.append(run_cell(pst, r, t, s, data_dir, out, progress=progress, point=p.label if p else None))

@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from synthpt.core import distributed as dist
 from synthpt.core.errors import fail
 from synthpt.core.knobs import knob
 from synthpt.core.models import Backbone
+from synthpt.core.progress import progress_bar
 from synthpt.generator.encoding import GenEncoder, generated_field, score_targets
 from synthpt.tasks import Task
 
@@ -349,7 +349,7 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
     prov = {"model": meta["model"], "mode": meta["mode"], "seed": cfg.seed}
     field = generated_field(task)
     total = cfg.n_per_label * task.num_labels
-    bar = tqdm(total=total, initial=sum(s["kept"] for s in state["labels"].values()), desc=f"generate {task.name}",
+    bar = progress_bar(total=total, initial=sum(s["kept"] for s in state["labels"].values()), desc=f"generate {task.name}",
                disable=not progress or not dist.is_main(), dynamic_ncols=True)
     warns: list[str] = []
     try:

@@ -40,7 +40,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from synthpt.core import distributed as dist
 from synthpt.core.batches import Stream
@@ -48,6 +47,7 @@ from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_chec
 from synthpt.core.errors import fail
 from synthpt.core.knobs import choose, knob, values_of
 from synthpt.core.models import Backbone
+from synthpt.core.progress import progress_bar
 from synthpt.generator.encoding import GenEncoder, Scored, score_targets, upcast
 from synthpt.generator.losses import disc_loss, dist_loss, pooled, token_weights, weighted_lm_loss
 from synthpt.tasks import Task
@@ -343,7 +343,7 @@ class GeneratorTrainer:
         resumed = self.try_resume()
         start = self.step_no
         log = open_step_log(self.out, start if resumed else None)
-        bar = tqdm(total=cfg.max_steps, initial=start, desc=f"generator {self.task.name} [{cfg.mode}]",
+        bar = progress_bar(total=cfg.max_steps, initial=start, desc=f"generator {self.task.name} [{cfg.mode}]",
                    disable=not self.progress or not dist.is_main(), dynamic_ncols=True)
         history: list[dict[str, Any]] = []
         try:

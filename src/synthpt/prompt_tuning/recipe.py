@@ -33,10 +33,11 @@ from synthpt.core.saving import (
     save_peft_prompt,
 )
 from synthpt.data import load_file, load_split
+from synthpt.prompt_tuning.card import write_card
 from synthpt.prompt_tuning.steps import config_key
 from synthpt.prompt_tuning.trainer import PromptTrainer, PromptTrainerConfig
 from synthpt.prompt_tuning.zero_shot_filter import zero_shot_filter
-from synthpt.tasks import Task
+from synthpt.tasks import Task, task_record
 
 
 def balanced_subset(examples: list[dict], task: Task, limit: int | None, seed: int) -> list[dict]:
@@ -154,8 +155,12 @@ def run_prompt_tuning(
     if filtered is not None:
         metrics["zero_shot_filter"] = filtered
     if dist.is_main():
-        save_peft_prompt(out, result.prompt, bb, extra={"task": task.name, "config_hash": key})
+        save_peft_prompt(out, result.prompt, bb, extra={"task": task.name, "task_spec": task_record(task),
+                                                        "model": model_name, "config_hash": key})
         write_json(out / "config.json", {"config": run_cfg, "versions": versions()})
+        write_card(out, task, model_name, bb.name_or_path, tuple(result.prompt.shape), metrics=metrics,
+                   train=run_cfg["train"], data=data, synthetic=syn_name,
+                   counts={"train": len(splits["train"]), "dev": len(splits["dev"]), "synthetic": len(syn_rows)})
         write_json(metrics_path, metrics)
         (out / "checkpoint.pt").unlink(missing_ok=True)
     dist.barrier()

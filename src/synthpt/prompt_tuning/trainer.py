@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from synthpt.core import distributed as dist
 from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
@@ -29,6 +28,7 @@ from synthpt.core.classify import evaluate
 from synthpt.core.errors import fail
 from synthpt.core.knobs import choose, knob
 from synthpt.core.models import Backbone
+from synthpt.core.progress import progress_bar
 from synthpt.core.scoring import Encoder, label_logprobs
 from synthpt.prompt_tuning.steps import data_steps_config
 from synthpt.prompt_tuning.strategies import BatchPlan, Strategy
@@ -291,7 +291,7 @@ class PromptTrainer:
         start = self.step
         history: list[dict[str, Any]] = []
         log = open_step_log(self.out, start if resumed else None)
-        bar = tqdm(total=cfg.max_steps, initial=start, desc=f"prompt-tune {self.task.name} [{cfg.strategy}]",
+        bar = progress_bar(total=cfg.max_steps, initial=start, desc=f"prompt-tune {self.task.name} [{cfg.strategy}]",
                    disable=not self.progress or not dist.is_main(), dynamic_ncols=True)
         try:
             while self.step < cfg.max_steps:

@@ -166,16 +166,25 @@ def pt_key(cfg: Any) -> dict[str, Any]:
 def train_source_prompt(ctx: Context, task: Any, rows: list[dict[str, Any]], cfg: Any, target: Path) -> dict[str, Any]:
     """Plain prompt tuning of a fresh prompt on ``rows`` of ``task`` (template + verbalizer of
     ``task``), resumable from ``target/checkpoint.pt``; writes the adapter into ``target``."""
+    import dataclasses
+
     from synthpt.core import distributed as dist
     from synthpt.core.saving import save_peft_prompt
+    from synthpt.prompt_tuning.card import write_card
     from synthpt.prompt_tuning.trainer import PromptTrainer
+    from synthpt.tasks import task_record
 
     bb = frozen_backbone(ctx.model)
     target.mkdir(parents=True, exist_ok=True)
     trainer = PromptTrainer(task, bb, cfg, rows, [], out_dir=target, progress=ctx.progress)
     result = trainer.fit()
     if dist.is_main():
-        save_peft_prompt(target, result.prompt, bb, extra={"source_task": task.name})
+        save_peft_prompt(target, result.prompt, bb, extra={"source_task": task.name, "task_spec": task_record(task),
+                                                           "model": ctx.model})
+        write_card(target, task, ctx.model, bb.name_or_path, tuple(result.prompt.shape), train=dataclasses.asdict(cfg),
+                   counts={"train": len(rows), "dev": 0}, note=f"A transfer source: trained on {len(rows)} "
+                   f"rows of `{task.name}` for {cfg.max_steps} steps; few-shot prompt tuning on `{ctx.task.name}` "
+                   "starts from it.")
         (target / "checkpoint.pt").unlink(missing_ok=True)
     dist.barrier()
     losses = [h["loss"] for h in result.history if "loss" in h]

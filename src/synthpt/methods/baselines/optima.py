@@ -255,10 +255,10 @@ class OptimaTrainer:
                 "w_src": float(w_s.mean()), "w_tgt": float(w_t.mean())}
 
     def fit(self, progress: bool = False) -> list[dict[str, float]]:
-        from tqdm.auto import tqdm
+        from synthpt.core.progress import progress_bar
 
         hist = []
-        for _ in tqdm(range(self.oc.steps), desc="optima", disable=not progress, leave=False):
+        for _ in progress_bar(range(self.oc.steps), desc="optima", disable=not progress, leave=False):
             hist.append(self.step())
         return hist
 
@@ -266,6 +266,8 @@ class OptimaTrainer:
 def optima_source(ctx: Context) -> Any:
     from synthpt.core.saving import save_peft_prompt
     from synthpt.data import load_official
+    from synthpt.prompt_tuning.card import write_card
+    from synthpt.tasks import task_record
 
     oc = optima_config(ctx)
 
@@ -276,8 +278,13 @@ def optima_source(ctx: Context) -> Any:
         bb = frozen_backbone(ctx.model)
         tr = OptimaTrainer(bb, src, ctx.task, rows, unl, pt_cfg, oc)
         hist = tr.fit(ctx.progress)
-        save_peft_prompt(target, tr.prompt.detach().cpu(), bb, extra={"source_task": src.name,
-                                                                       "target_task": ctx.task.name})
+        prompt = tr.prompt.detach().cpu()
+        save_peft_prompt(target, prompt, bb, extra={"source_task": src.name, "target_task": ctx.task.name,
+                                                    "task_spec": task_record(src), "model": ctx.model})
+        write_card(target, src, ctx.model, bb.name_or_path, tuple(prompt.shape), counts={"train": len(rows), "dev": 0},
+                   note=f"An OPTIMA transfer source: {oc.steps} steps on {len(rows)} rows of `{src.name}` and "
+                   f"{len(unl)} unlabelled `{ctx.task.name}` texts; few-shot prompt tuning on `{ctx.task.name}` "
+                   "starts from it.")
         tail = hist[-10:]
         mean = {k: sum(h[k] for h in tail) / len(tail) for k in tail[0]} if tail else {}
         return {"steps": oc.steps, "n_examples": len(rows), "n_unlabeled": len(unl), "source_task": src.name,
