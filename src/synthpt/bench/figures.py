@@ -46,7 +46,7 @@ def _pt_vs_peft(s: Settings, which: int) -> Lines:
     from synthpt.bench.peft import pt_step_vs_peft, pt_step_vs_peft_real
 
     if "pt_vs_peft" not in s.memo:
-        s.memo["pt_vs_peft"] = (pt_step_vs_peft(reps=s.reps(2, 5), dtype=s.dtype),
+        s.memo["pt_vs_peft"] = (pt_step_vs_peft(reps=s.reps(3, 5), dtype=s.dtype),
                                 pt_step_vs_peft_real(reps=s.reps(2, 3)))
     return [lines[which] for lines in s.memo["pt_vs_peft"]]
 
@@ -66,7 +66,7 @@ def _causal_prefix(s: Settings) -> Lines:
 def _dawgen(s: Settings) -> Lines:
     from synthpt.bench.generator import dawgen_step_ratio, dawgen_step_ratio_real
 
-    return [dawgen_step_ratio(reps=s.reps(5, 9)), dawgen_step_ratio_real(reps=s.reps(2, 4))]
+    return [dawgen_step_ratio(reps=s.reps(5, 9)), dawgen_step_ratio_real(reps=s.reps(3, 5))]
 
 
 def _generation_speedup(s: Settings) -> Lines:
