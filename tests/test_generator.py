@@ -392,3 +392,24 @@ def test_cli_user_task_with_label_contexts(tmp_path, monkeypatch):
                  "--out", str(tmp_path / "syn.jsonl")]) == 0
     assert contexts[0] and all(c.endswith(" /") for c in contexts[0])
     assert contexts[1] and all(c.endswith(" / in other words:") for c in contexts[1])
+
+
+def test_only_the_forward_differentiated_twice_runs_on_the_math_kernel(tmp_path, monkeypatch):
+    """The own-prompt forward (differentiated twice through the lookahead) runs on SDPA's math
+    backend; the B·L-row forward of L_disc, differentiated once, keeps the fused kernels (faster:
+    ``synthpt bench``'s dawgen_step_vs_plain_step), and the backbone keeps its SDPA attention."""
+    from synthpt.generator import trainer as tuning
+
+    tr = _trainer(tmp_path)
+    assert tr.bb.model.config._attn_implementation == "sdpa"
+    seen = []
+    orig = tuning.score_targets
+
+    def spy(bb, ctx, tgt, prompts):
+        seen.append((len(ctx), torch.backends.cuda.flash_sdp_enabled()))
+        return orig(bb, ctx, tgt, prompts)
+
+    monkeypatch.setattr(tuning, "score_targets", spy)
+    tr.train_step(0)
+    B = len(tr.batch_rows(0))
+    assert seen == [(B, False), (B * tr.L, True)]

@@ -144,3 +144,64 @@ def test_half_precision_models_pass_the_check(tiny_gpt2, dtype):
                                          pad_token_id=tok.pad_token_id)).eval().to(dtype)
     bb = Backbone(model=model, tokenizer=tok, name_or_path="tiny-llama (random, half)", is_seq2seq=False)
     assert vb._prefix_supported(bb, init_from_vocab(bb, 5, seed=0).float().unsqueeze(0))
+
+
+# ---- label words of several tokens: the input once, its cache shared by the words -----------------
+@pytest.mark.parametrize("task_name", ["rte", "mnli"])  # byte-level words of several tokens, 2 and 3 labels
+@pytest.mark.parametrize("with_prompt", [True, False])
+def test_shared_input_scores_and_gradients_equal_one_row_per_label(causal, task_name, with_prompt):
+    from synthpt.core import causal_words as cw
+
+    enc = Encoder(get_task(task_name), causal, max_length=128, prompt_length=3 if with_prompt else 0)
+    assert not enc.single_token
+    ids = enc.encode_many(EXAMPLES)
+    views = torch.stack([init_from_vocab(causal, 3, seed=4)] * 2).requires_grad_(True) if with_prompt else None
+    which = torch.tensor([1, 0, 1]) if with_prompt else None
+    copies, index = (views, which) if with_prompt else (None, None)
+    got = label_logprobs(enc, ids, views, which)
+    assert cw._SHARED_OK[causal.model]  # the shared path is the one in use
+    want = vb._per_label_causal(enc, ids, copies, index, with_prompt)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+    if with_prompt:
+        y = torch.tensor([0, 1, 1])
+        (g_got,) = torch.autograd.grad(F.cross_entropy(got, y), views)
+        (g_want,) = torch.autograd.grad(F.cross_entropy(want, y), views)
+        assert float(g_want[0].abs().max()) > 0 and float(g_want[1].abs().max()) > 0
+        assert torch.allclose(g_got, g_want, atol=1e-6, rtol=1e-4)
+
+
+def test_shared_input_runs_the_input_once(tiny_gpt2, monkeypatch):
+    """B input rows go through the model, not B·L (the per-label rows run only in the one-time check)."""
+    from synthpt.core import causal_words as cw
+
+    enc = Encoder(get_task("mnli"), tiny_gpt2, max_length=128, prompt_length=0)
+    ids = enc.encode_many(EXAMPLES)
+    with torch.no_grad():
+        label_logprobs(enc, ids)  # the check
+    widths = []
+    base = tiny_gpt2.model.base_model
+    hook = base.register_forward_pre_hook(lambda m, a, kw: widths.append(kw["inputs_embeds"].shape[:2]),
+                                          with_kwargs=True)
+    try:
+        with torch.no_grad():
+            label_logprobs(enc, ids)
+    finally:
+        hook.remove()
+    longest = max(len(x) for x in ids)
+    assert widths == [(3, longest), (3 * 3, max(len(w) for w in enc.label_ids) - 1)]
+    assert cw._SHARED_OK[tiny_gpt2.model]
+
+
+def test_a_cache_whose_positions_misbehave_keeps_the_per_label_rows(tiny_llama, monkeypatch):
+    from synthpt.core import causal_words as cw
+
+    enc = Encoder(get_task("rte"), tiny_llama, max_length=128, prompt_length=0)
+    ids = enc.encode_many(EXAMPLES)
+    orig = cw.shared_input_scores
+    monkeypatch.setattr(cw, "shared_input_scores", lambda *a: orig(*a) + 0.1)  # e.g. positions off by one
+    monkeypatch.delitem(cw._SHARED_OK, tiny_llama.model, raising=False)
+    with torch.no_grad():
+        got = label_logprobs(enc, ids)
+        want = vb._per_label_causal(enc, ids, None, None)
+    assert not cw._SHARED_OK[tiny_llama.model]
+    assert torch.equal(got, want)

@@ -7,8 +7,11 @@ text *fields* (longest first), never the template, so the answer cue survives lo
 summed over the word's tokens, with an optional soft prompt placed before the input
 embeddings exactly where PEFT's prompt tuning puts it (so a PEFT-loaded adapter predicts
 the same labels).  Causal LMs read the label word after the input (only the positions
-that are needed go through the LM head, which matters for 50k-word vocabularies); T5
-reads it in the decoder after the sentinel ``<extra_id_0>`` that replaces ``{mask}``.
+that are needed go through the LM head, which matters for 50k-word vocabularies; label
+words of several tokens share one run of the input, ``synthpt.core.causal_words``); T5
+reads it in the decoder after the sentinel ``<extra_id_0>`` that replaces ``{mask}``
+(``synthpt.core.seq2seq_scoring``: the encoder runs once per example, and label words of
+several tokens share the decoder's head and its cross-attention keys and values).
 
 The soft prompt may be ``(n, d)`` (shared), ``(B, n, d)`` (one row per example), or
 ``(G, n, d)`` copies with ``prompt_index`` naming each example's copy: gradient surgery
@@ -289,11 +292,24 @@ def _prefix_supported(bb: Backbone, copies: torch.Tensor) -> bool:
 def _causal_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch.Tensor | None,
                    prompt_index: torch.Tensor | None = None) -> torch.Tensor:
     bb = encoder.backbone
-    dev = bb.device
-    L = len(encoder.label_ids)
     copies = index = None
     if prompt is not None:
         copies, index = _copies(prompt, len(context_ids), prompt_index)
+    prefix = copies is not None and _prefix_supported(bb, copies)
+    if not encoder.single_token and (copies is None or prefix):
+        from synthpt.core.causal_words import shared_input_scores, shared_input_supported
+
+        if shared_input_supported(encoder, context_ids, copies, index, _per_label_causal):
+            return shared_input_scores(encoder, context_ids, copies, index)  # (B, L)
+    return _per_label_causal(encoder, context_ids, copies, index, prefix)
+
+
+def _per_label_causal(encoder: Encoder, context_ids: list[list[int]], copies: torch.Tensor | None,
+                      index: torch.Tensor | None, prefix: bool = False) -> torch.Tensor:
+    """(B, L) scores with one row per example (one-token words) or per (example, label)."""
+    bb = encoder.backbone
+    dev = bb.device
+    L = len(encoder.label_ids)
     if encoder.single_token:
         seqs = context_ids
     else:  # one row per (example, label): context + that label's word, less its last token (never an input,
@@ -303,7 +319,7 @@ def _causal_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch
             index = index.repeat_interleave(L)
     ids, mask = pad_right(seqs, bb.tokenizer.pad_token_id)  # (R, T): R = B, or B·L with multi-token words
     ids, mask = ids.to(dev), mask.to(dev)
-    if copies is not None and _prefix_supported(bb, copies):
+    if prefix:
         hidden = _prefix_hidden(bb, copies, index, ids, mask)  # (R, T, d)
     else:
         hidden = _full_hidden(bb, None if copies is None else copies[index], ids, mask)  # (R, T, d)
@@ -333,34 +349,6 @@ def _causal_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch
 
 
 def _seq2seq_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
-    bb = encoder.backbone
-    dev = bb.device
-    ids, mask = pad_right(context_ids, bb.tokenizer.pad_token_id)  # (B, T)
-    ids, mask = ids.to(dev), mask.to(dev)
-    embeds, attn = _with_prompt(bb, ids, mask, prompt)  # (B, n+T, d), (B, n+T)
-    start = bb.model.config.decoder_start_token_id
-    head = [start] + encoder.sentinel
-    B, L = len(context_ids), len(encoder.label_ids)
-    enc = bb.model.get_encoder()(inputs_embeds=embeds, attention_mask=attn)  # last_hidden_state (B, n+T, d)
-    if encoder.single_token:
-        dec = torch.tensor([head] * B, device=dev)  # (B, H): decoder start + sentinel
-        out = bb.model(encoder_outputs=enc, attention_mask=attn, decoder_input_ids=dec)
-        logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
-        return logp[:, [ids_[0] for ids_ in encoder.label_ids]]  # (B, L)
-    width = max(len(lab) for lab in encoder.label_ids)
-    pad = bb.tokenizer.pad_token_id
-    dec = torch.full((L, len(head) + width - 1), pad, dtype=torch.long)  # (L, H+W-1); W: longest label word
-    tgt = torch.full((L, width), -100, dtype=torch.long)  # (L, W)
-    for li, lab in enumerate(encoder.label_ids):
-        seq = head + lab[:-1]
-        dec[li, : len(seq)] = torch.tensor(seq)
-        tgt[li, : len(lab)] = torch.tensor(lab)
-    dec, tgt = dec.to(dev).repeat(B, 1), tgt.to(dev).repeat(B, 1)  # (B·L, H+W-1), (B·L, W)
-    hidden = enc.last_hidden_state.repeat_interleave(L, dim=0)  # (B·L, n+T, d)
-    enc_rep = type(enc)(last_hidden_state=hidden)
-    out = bb.model(encoder_outputs=enc_rep, attention_mask=attn.repeat_interleave(L, dim=0), decoder_input_ids=dec)
-    logits = out.logits[:, len(head) - 1 :].float()  # (B·L, W, V)
-    logp = F.log_softmax(logits, dim=-1)  # (B·L, W, V)
-    valid = tgt != -100  # (B·L, W)
-    tok_lp = logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid  # (B·L, W)
-    return tok_lp.sum(-1).view(B, L)  # (B, L)
+    from synthpt.core.seq2seq_scoring import seq2seq_scores
+
+    return seq2seq_scores(encoder, context_ids, prompt)  # (B, L)

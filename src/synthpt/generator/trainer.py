@@ -14,9 +14,10 @@ One bi-level step on a balanced batch (``mode="dawgen"``; Algorithm 1):
    back-propagating through the kept graph of ℓ_j and Z is exact.
 
 ``fewgen`` drops L_dist (W is the token scorer only); ``plain`` is unweighted prompt tuning of
-the label prompts (no W, no lookahead).  The double backward of step 3 needs the "eager"
-attention kernels (PyTorch's fused SDPA kernels have no second derivative), so weighted
-modes switch the backbone to them.
+the label prompts (no W, no lookahead).  The double backward of step 3 goes through the
+forward of step 1 only, which therefore runs on SDPA's math backend (PyTorch's fused SDPA
+kernels have no second derivative); the B·L-row forward of L_disc is differentiated once and
+keeps the fused kernels.
 
 Batches are a pure function of (seed, step): each label contributes ⌈B/L⌉ examples from
 its own seeded stream, so every label's L_wGen and every triplet of L_dist exist in every
@@ -120,11 +121,12 @@ class GeneratorTrainer:
         self.per_label = max(1, math.ceil(cfg.batch_size / self.L))
         self.weighted = cfg.mode != "plain"
         if self.weighted and hasattr(bb.model, "set_attn_implementation"):
-            if getattr(bb.model.config, "_attn_implementation", "eager") != "eager":
-                bb.model.set_attn_implementation("eager")  # SDPA kernels have no double backward
-        # models that call SDPA whatever the setting (seen: T5 on CUDA, "derivative for
-        # aten::_scaled_dot_product_efficient_attention_backward is not implemented") are kept
-        # on SDPA's math backend during weighted steps, see ``math_attention``
+            if getattr(bb.model.config, "_attn_implementation", "eager") not in ("eager", "sdpa"):
+                bb.model.set_attn_implementation("eager")  # fused kernels have no double backward
+        # only the forward under the examples' own prompts is differentiated twice (the lookahead's
+        # create_graph); it runs on SDPA's math backend (``math_attention``), every other forward
+        # keeps the fused kernels (seen without it: T5 on CUDA, "derivative for
+        # aten::_scaled_dot_product_efficient_attention_backward is not implemented")
         dev = bb.device
         self.Q = nn.Parameter(init_label_prompts(bb, task, cfg.prompt_length, cfg.seed,
                                                  cfg.init_from_label_words).to(dev))
@@ -178,7 +180,8 @@ class GeneratorTrainer:
         context_ids = [self._encoded(i)[0] for i in mine]
         tgt = [self._encoded(i)[1] for i in mine]
         y = torch.tensor([self.task.label_index(self.train[i]["label"]) for i in mine], device=self.bb.device)
-        return mine, tgt, y, score_targets(self.bb, context_ids, tgt, self.Q[y])
+        with math_attention() if self.weighted else contextlib.nullcontext():
+            return mine, tgt, y, score_targets(self.bb, context_ids, tgt, self.Q[y])
 
     def lookahead_disc(self, mine: list[int], tgt: list[list[int]], y: torch.Tensor, s: Scored) -> torch.Tensor:
         """L_disc(Q'(W)) with Q' = Q − α ∇Q L_DawGen(Q; W): differentiable in W (the meta-objective)."""
@@ -202,12 +205,6 @@ class GeneratorTrainer:
 
     def train_step(self, step: int) -> dict[str, Any]:
         """One update of Q (and, in weighted modes, W) on the batch of ``step``."""
-        if not self.weighted:
-            return self._step(step)
-        with math_attention():
-            return self._step(step)
-
-    def _step(self, step: int) -> dict[str, Any]:
         cfg = self.cfg
         dev = self.bb.device
         mine, tgt, y, s = self.forward_own(step)

@@ -1,0 +1,100 @@
+"""Label words of several tokens on a causal LM: the input runs once, and its KV cache is shared
+by the L label words instead of running the input once per label.
+
+One row per (example, label) -- context + that label's word -- repeats the whole input L times
+(L·B rows), and the input is almost all of each row.  Here the B inputs run once (after the
+soft prompt's KV prefix, where there is one); the last input position gives every label word's
+first token; the cache is then repeated L times and only the words' remaining tokens run, each
+row at the positions right after its own input (explicit ``position_ids``: the inputs are
+right-padded to a common width, the padding masked).  A one-time check per model compares the
+result with the per-label rows and keeps those for any model whose cache or positions do not
+behave.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from synthpt.core.scoring import Encoder, _cache_kwarg, pad_right
+
+_SHARED_OK: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _cache_of(out: Any) -> Any:
+    return out.cache if hasattr(out, "cache") else out.past_key_values
+
+
+def shared_input_scores(encoder: Encoder, context_ids: list[list[int]], copies: torch.Tensor | None,
+                        index: torch.Tensor | None) -> torch.Tensor:
+    """(B, L) log-probabilities of each label word (summed over its tokens) after each input.
+
+    ``copies`` (G, n, d) soft-prompt copies and ``index`` (B,) each row's copy, or both None."""
+    bb = encoder.backbone
+    dev = bb.device
+    base = bb.model.base_model
+    kw: dict[str, Any] = {}
+    B, L = len(context_ids), len(encoder.label_ids)
+    ids, mask = pad_right(context_ids, bb.tokenizer.pad_token_id)  # (B, T)
+    ids, mask = ids.to(dev), mask.to(dev)
+    n = 0
+    attn = mask
+    if copies is not None:
+        cache = _cache_of(base(inputs_embeds=copies.to(bb.model.dtype), use_cache=True))  # (G, n) keys/values
+        cache.batch_select_indices(index.to(dev))  # G copies -> B rows; differentiable indexing
+        n = copies.shape[1]
+        attn = torch.cat([torch.ones((B, n), dtype=mask.dtype, device=dev), mask], dim=1)  # (B, n+T)
+        kw = {_cache_kwarg(type(base)): cache}
+    out = base(inputs_embeds=bb.embed(ids), attention_mask=attn, use_cache=True, **kw)
+    hidden = out.last_hidden_state  # (B, T, d)
+    head = bb.model.get_output_embeddings()
+    last = torch.tensor([len(c) - 1 for c in context_ids], device=dev)  # (B,)
+    first = F.log_softmax(head(hidden[torch.arange(B, device=dev), last]).float(), dim=-1)  # (B, V)
+    scores = first[:, [lab[0] for lab in encoder.label_ids]]  # (B, L): every word's first token
+    width = max(len(lab) for lab in encoder.label_ids) - 1
+    if width == 0:
+        return scores
+    cache = _cache_of(out)
+    cache.batch_repeat_interleave(L)  # B -> B·L rows, row = i·L + l
+    cont = torch.full((L, width), bb.tokenizer.pad_token_id, dtype=torch.long)  # (L, W): word l less its last token
+    tgt = torch.full((L, width), -100, dtype=torch.long)  # (L, W): the tokens they predict
+    for li, lab in enumerate(encoder.label_ids):
+        cont[li, : len(lab) - 1] = torch.tensor(lab[:-1], dtype=torch.long)
+        tgt[li, : len(lab) - 1] = torch.tensor(lab[1:], dtype=torch.long)
+    cont, tgt = cont.to(dev).repeat(B, 1), tgt.to(dev).repeat(B, 1)  # (B·L, W)
+    valid = tgt != -100  # (B·L, W)
+    start = torch.tensor([n + len(c) for c in context_ids], device=dev).repeat_interleave(L)  # (B·L,)
+    pos = start.unsqueeze(1) + torch.arange(width, device=dev)  # (B·L, W): right after each input
+    full = torch.cat([attn.repeat_interleave(L, dim=0), valid.to(attn.dtype)], dim=1)  # (B·L, n+T+W)
+    h = base(inputs_embeds=bb.embed(cont), attention_mask=full, position_ids=pos,
+             **{_cache_kwarg(type(base)): cache}).last_hidden_state  # (B·L, W, d)
+    logp = F.log_softmax(head(h[valid]).float(), dim=-1)  # (K, V): K label-token positions
+    tok = logp.gather(-1, tgt[valid].unsqueeze(-1)).squeeze(-1)  # (K,)
+    owner = torch.arange(B * L, device=dev).unsqueeze(1).expand(-1, width)[valid]  # (K,)
+    rest = torch.zeros(B * L, device=dev, dtype=tok.dtype).index_add(0, owner, tok)  # (B·L,)
+    return scores + rest.view(B, L)
+
+
+def shared_input_supported(encoder: Encoder, context_ids: list[list[int]], copies: torch.Tensor | None,
+                           index: torch.Tensor | None, per_label: Callable[..., torch.Tensor]) -> bool:
+    """Once per model: do the shared-input scores equal the per-label rows' (first two inputs, no grad)?"""
+    model = encoder.backbone.model
+    ok = _SHARED_OK.get(model)
+    if ok is None:
+        rows = context_ids[:2]
+        c = None if copies is None else copies.detach()
+        i = None if index is None else index[:2]
+        try:
+            with torch.no_grad():
+                a = shared_input_scores(encoder, rows, c, i)
+                b = per_label(encoder, rows, c, i, c is not None)
+            tol = 1e-4 if b.dtype == torch.float32 else 2e-2
+            ok = bool(a.shape == b.shape and (a - b).abs().max() <= tol * (1 + b.abs().max()))
+        except Exception:  # any failure of the cache path means: keep the per-label rows
+            ok = False
+        _SHARED_OK[model] = ok
+    return ok

@@ -1,0 +1,67 @@
+"""``synthpt bench``'s plumbing (the figures themselves are measurements, never tests): the registry,
+a clear error for an unknown figure, and the real-model lines where SmolLM2 is not installed."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from synthpt.bench import common, evaluation, figures, generator, peft
+from synthpt.core.errors import SynthptError
+
+
+def test_every_registered_figure_is_listed_in_order():
+    assert figures.FIGURES == tuple(figures.REGISTRY)
+    assert {"pt_step_time_vs_peft", "dawgen_step_vs_plain_step", "eval_speedup_vs_generate"} <= set(figures.FIGURES)
+
+
+def test_an_unknown_figure_is_one_clear_error():
+    with pytest.raises(SynthptError, match="unknown figure"):
+        figures.run(["no_such_figure"], quick=True, out=io.StringIO())
+
+
+def test_real_model_figures_say_why_they_are_skipped(monkeypatch):
+    why = "smollm2-135m is not installed (test)"
+    for mod in (common, evaluation, peft):
+        monkeypatch.setattr(mod, "real_model_missing", lambda *a: why)
+    lines = [generator.dawgen_step_ratio_real(), evaluation.eval_speedup_vs_generate_real(),
+             *peft.pt_step_vs_peft_real()]
+    assert [r["name"] for r in lines] == ["dawgen_step_vs_plain_step", "eval_speedup_vs_generate",
+                                          "pt_step_time_vs_peft", "pt_step_memory_vs_peft"]
+    for r in lines:
+        assert r["value"] is None and r["holds"] is None and r["skipped"] == why and r["model"] == "smollm2-135m"
+        json.dumps(r)  # printable as a JSON line
+
+
+def test_real_model_missing_is_none_when_the_converted_model_is_cached(monkeypatch, tmp_path):
+    from synthpt.core import models
+
+    monkeypatch.setattr(models, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(models, "_package_dir", lambda name: None)
+    assert "not installed" in common.real_model_missing()
+    (tmp_path / "models" / "smollm2-135m").mkdir(parents=True)
+    (tmp_path / "models" / "smollm2-135m" / "config.json").write_text("{}")
+    assert common.real_model_missing() is None
+
+
+def test_time_and_memory_of_figure_1_come_from_one_measurement_per_run(monkeypatch):
+    calls = []
+
+    def fake(model):
+        def measure(**kw):
+            calls.append(model)
+            return [{"name": "pt_step_time_vs_peft", "model": model}, {"name": "pt_step_memory_vs_peft", "model": model}]
+        return measure
+
+    monkeypatch.setattr(peft, "pt_step_vs_peft", fake("tiny"))
+    monkeypatch.setattr(peft, "pt_step_vs_peft_real", fake("real"))
+    for _ in range(2):  # a second run measures again
+        out = io.StringIO()
+        figures.run(["pt_step_time_vs_peft", "pt_step_memory_vs_peft"], quick=True, threads=1, out=out)
+        lines = [json.loads(x) for x in out.getvalue().splitlines()]
+        assert [(r["name"], r["model"]) for r in lines] == [
+            ("pt_step_time_vs_peft", "tiny"), ("pt_step_time_vs_peft", "real"),
+            ("pt_step_memory_vs_peft", "tiny"), ("pt_step_memory_vs_peft", "real")]
+    assert calls == ["tiny", "real", "tiny", "real"]
