@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
-import re
+import time
 import warnings
-from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,13 @@ from synthpt.core import distributed as dist
 from synthpt.core.errors import fail
 from synthpt.core.knobs import knob
 from synthpt.core.models import Backbone
+from synthpt.generator.decoding import Engine
 from synthpt.generator.encoding import GenEncoder, generated_field, score_targets
+from synthpt.generator.filters import DROP_REASONS, Filters, NearDupIndex, normalise, shingles
 from synthpt.tasks import Task
 
-DROP_REASONS = ("empty", "length", "exact_duplicate", "near_duplicate", "label_consistency")
+__all__ = ["DROP_REASONS", "Filters", "GenerationConfig", "NearDupIndex", "Sampler", "normalise", "run_generation",
+           "shingles"]
 
 
 @dataclass
@@ -56,7 +60,10 @@ class GenerationConfig:
     models produce output; for real runs raise ``min_words`` (e.g. 4 for MRPC)."""
 
     n_per_label: int = knob(5000, 'examples to keep per label (after filtering)')
-    batch_size: int = knob(32, 'candidates sampled per generate call')
+    batch_size: int = knob(32, 'rows decoded at once (a finished row leaves and the next candidate takes its place)')
+    round_size: int = knob(
+        0, 'candidates per round, the unit that is committed to disk and resumed (0 = 4 x batch size; '
+           'fewer near the end of a label, as many as its acceptance rate so far says are needed)')
     max_new_tokens: int = knob(64, 'maximum tokens of a generated text')
     temperature: float = knob(1.0, 'sampling temperature')
     top_p: float = knob(0.9, 'nucleus sampling mass')
@@ -77,6 +84,8 @@ class GenerationConfig:
         False, 'keep generated texts past their first line (default: each text ends at its first line end)')
 
     def validate(self) -> None:
+        if self.round_size < 0:
+            raise fail(f"--round-size must be >= 0, got {self.round_size}")
         for name in ("n_per_label", "batch_size", "max_new_tokens", "max_words", "dedup_ngram", "max_attempts_factor"):
             if getattr(self, name) < 1:
                 raise fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -88,79 +97,6 @@ class GenerationConfig:
             raise fail(f"--top-p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0 or self.repetition_penalty <= 0:
             raise fail("--top-k must be >= 0 and --repetition-penalty > 0")
-
-
-# ---- filters (pure) -----------------------------------------------------------------------
-def normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
-def shingles(text: str, n: int) -> frozenset:
-    words = normalise(text).split()
-    if len(words) < n:
-        return frozenset([tuple(words)]) if words else frozenset()
-    return frozenset(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
-
-
-class NearDupIndex:
-    """Jaccard near-duplicate detection over n-gram sets with an inverted index."""
-
-    def __init__(self, n: int, threshold: float) -> None:
-        self.n, self.threshold = n, threshold
-        self.sets: list[frozenset] = []
-        self.postings: dict[tuple, list[int]] = {}
-
-    def is_dup(self, text: str) -> bool:
-        if self.threshold > 1:
-            return False
-        a = shingles(text, self.n)
-        if not a:
-            return False
-        shared: Counter = Counter()
-        for g in a:
-            shared.update(self.postings.get(g, ()))
-        for j, c in shared.items():
-            if c / (len(a) + len(self.sets[j]) - c) >= self.threshold:
-                return True
-        return False
-
-    def add(self, text: str) -> None:
-        a = shingles(text, self.n)
-        j = len(self.sets)
-        self.sets.append(a)
-        for g in a:
-            self.postings.setdefault(g, []).append(j)
-
-
-class Filters:
-    """Stateful filters over the kept set; ``check`` returns the drop reason or None."""
-
-    def __init__(self, cfg: GenerationConfig, task: Task) -> None:
-        self.cfg, self.task = cfg, task
-        self.field = generated_field(task)
-        self.exact: set[tuple[str, ...]] = set()
-        self.near = NearDupIndex(cfg.dedup_ngram, cfg.near_dup_threshold)
-
-    def _key(self, ex: dict[str, Any]) -> tuple[str, ...]:
-        return tuple(normalise(str(ex[f])) for f in self.task.fields)
-
-    def check(self, ex: dict[str, Any], score: float) -> str | None:
-        if any(not str(ex[f]).strip() for f in self.task.fields):
-            return "empty"
-        words = len(str(ex[self.field]).split())
-        if not self.cfg.min_words <= words <= self.cfg.max_words:
-            return "length"
-        if self._key(ex) in self.exact:
-            return "exact_duplicate"
-        if self.near.is_dup(str(ex[self.field])):
-            return "near_duplicate"
-        if not score >= self.cfg.consistency_margin:
-            return "label_consistency"
-        return None
-
-    def add(self, ex: dict[str, Any]) -> None:
-        self.exact.add(self._key(ex))
-        self.near.add(str(ex[self.field]))
 
 
 # ---- generation -------------------------------------------------------------------------------
@@ -200,7 +136,9 @@ class LineEnd(StoppingCriteria):
 
 
 class Sampler:
-    """Batched, KV-cached sampling of one label's candidates."""
+    """One label's candidates and their consistency scores.  Causal LMs go through :class:`Engine`
+    (shared prefixes, continuous batching, generation's own log-probs reused for scoring);
+    seq2seq LMs through ``generate`` with the KV cache."""
 
     def __init__(self, bb: Backbone, task: Task, prompts: torch.Tensor, cfg: GenerationConfig, max_length: int) -> None:
         self.bb, self.task, self.cfg = bb, task, cfg
@@ -208,8 +146,18 @@ class Sampler:
         self.enc.max_target = cfg.max_new_tokens + 1
         self.prompts = prompts.to(bb.device, bb.model.dtype)  # built once, reused by every round
         self.pad = bb.tokenizer.pad_token_id
+        self.engine = None if bb.is_seq2seq else Engine(
+            bb, self.prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+            top_k=cfg.top_k, repetition_penalty=cfg.repetition_penalty, multi_line=cfg.multi_line, eos=self.enc.eos)
+        self.rows: list[dict[str, Any]] = []  # the engine's rows of the last _generate call
 
     def _generate(self, label_index: int, ctx: list[list[int]], seed: int) -> list[str]:
+        if self.engine is None:
+            return self._hf_generate(label_index, ctx, seed)
+        self.rows = self.engine.generate(label_index, ctx, seed, self.cfg.batch_size)
+        return [self.bb.tokenizer.decode(r["tokens"], skip_special_tokens=True).strip() for r in self.rows]
+
+    def _hf_generate(self, label_index: int, ctx: list[list[int]], seed: int) -> list[str]:
         bb, cfg = self.bb, self.cfg
         dev = bb.device
         q = self.prompts[label_index]
@@ -243,15 +191,29 @@ class Sampler:
         rows = [dict(f) for f in firsts]
         if task.is_pair and self.cfg.first_texts == "generator":
             lead = task.gen_template_for(task.labels[label_index]).split("{" + task.fields[0] + "}")[0]
-            lead_ids = self.enc._ids(lead.rstrip(" ")) + ([self.enc.eos] if self.bb.is_seq2seq else [])
+            lead_ids = self.enc.bos + self.enc._ids(lead.rstrip(" ")) + ([self.enc.eos] if self.bb.is_seq2seq else [])
             texts = self._generate(label_index, [lead_ids or [self.enc.eos]] * len(rows), seed ^ 0x5EED)
             for r, t in zip(rows, texts):
                 r[task.fields[0]] = first_line(t)
         lab = task.labels[label_index]
         ctx = [self.enc.context(r, self.cfg.max_new_tokens + 1, lab) for r in rows]
+        self.rows = []
         texts = self._generate(label_index, ctx, seed)
         cut = (lambda t: t.strip()) if self.cfg.multi_line and not task.is_pair else first_line
-        return [{**{f: r[f] for f in task.fields[:-1]}, field: cut(t), "label": lab} for r, t in zip(rows, texts)]
+        out = [{**{f: r[f] for f in task.fields[:-1]}, field: cut(t), "label": lab} for r, t in zip(rows, texts)]
+        for ex, c, g in zip(out, ctx, self.rows):  # what generation computed, for the own label's score
+            ex["_gen"] = (c, g)
+        return out
+
+    def _own_from_generation(self, ex: dict[str, Any], ctx: list[int], tgt: list[int]) -> float | None:
+        """Mean log p(target) under the own label from the log-probs drawn while generating it: exact
+        when generation read the same context and its first tokens are the target's (the usual
+        case); None otherwise (then the row is scored like the other labels)."""
+        ctx_gen, row = ex.get("_gen") or (None, None)
+        m = len(tgt) - 1
+        if row is None or ctx_gen != ctx or len(row["eos_logp"]) <= m or row["tokens"][:m] != tgt[:m]:
+            return None
+        return (sum(row["logp"][:m]) + row["eos_logp"][m]) / (m + 1)
 
     @torch.no_grad()
     def consistency(self, examples: list[dict[str, Any]]) -> list[float]:
@@ -259,17 +221,67 @@ class Sampler:
         if not examples:
             return []
         L = self.task.num_labels
-        # each example under each label's prompt AND context (row = i·L + l)
-        enc = [self.enc.encode(ex, lab) for ex in examples for lab in self.task.labels]
-        ctx = [c for c, _ in enc]
-        tgt = [t for _, t in enc]
-        rows = self.prompts.repeat(len(examples), 1, 1)
-        s = score_targets(self.bb, ctx, tgt, rows)
-        mean = (s.token_logp.sum(1) / s.mask.sum(1).clamp(min=1)).view(len(examples), L)
+        if self.engine is None:
+            # each example under each label's prompt AND context (row = i·L + l)
+            enc = [self.enc.encode(ex, lab) for ex in examples for lab in self.task.labels]
+            s = score_targets(self.bb, [c for c, _ in enc], [t for _, t in enc], self.prompts.repeat(len(examples), 1, 1))
+            mean = (s.token_logp.sum(1) / s.mask.sum(1).clamp(min=1)).view(len(examples), L)
+        else:
+            mean = torch.empty(len(examples), L)
+            todo: list[tuple[int, int, tuple[int, ...], list[int]]] = []
+            for i, ex in enumerate(examples):
+                tgt = self.enc.target(str(ex[generated_field(self.task)]))
+                own = self.task.label_index(ex["label"])
+                for li, lab in enumerate(self.task.labels):
+                    ctx = self.enc.context(ex, len(tgt), lab)
+                    got = self._own_from_generation(ex, ctx, tgt) if li == own else None
+                    if got is None:
+                        todo.append((i, li, tuple(ctx), tgt))
+                    else:
+                        mean[i, li] = got
+            lps = self.engine.target_logp([(li, c, t) for _, li, c, t in todo])
+            for (i, li, _, _), lp in zip(todo, lps):
+                mean[i, li] = sum(lp) / len(lp)
         own = torch.tensor([self.task.label_index(ex["label"]) for ex in examples], device=mean.device)
         own_lp = mean.gather(1, own.view(-1, 1)).squeeze(1)
         other = mean.masked_fill(torch.nn.functional.one_hot(own, L).bool(), float("-inf")).max(1).values
         return (own_lp - other).tolist()
+
+
+def _scored(sampler: Sampler, filters: Filters, cands: list[dict[str, Any]], task: Task,
+            chunk: int) -> Iterator[tuple[dict[str, Any], float]]:
+    """(candidate, consistency score) in order, over every rank's candidates.  Rows the score-free
+    filters drop already (against the kept set before this round) are never scored; in one
+    process the others are scored ``chunk`` at a time, only as far as the caller reads (once a
+    label is full, the rest of its last round is not scored)."""
+    need = [i for i, c in enumerate(cands) if filters.precheck(c) is None]
+    bare = [{f: c[f] for f in (*task.fields, "label")} for c in cands]
+    if dist.world_size() > 1:
+        got = dict(zip(need, sampler.consistency([cands[i] for i in need])))
+        yield from (x for part in dist.gather_objects([(b, got.get(i, math.nan)) for i, b in enumerate(bare)])
+                    for x in part)
+        return
+    scores: dict[int, float] = {}
+    at = 0
+    for i, b in enumerate(bare):
+        if i in need[at: at + 1]:
+            batch = need[at: at + chunk]
+            at += len(batch)
+            scores.update(zip(batch, sampler.consistency([cands[j] for j in batch])))
+        yield b, scores.get(i, math.nan)
+
+
+def round_count(cfg: GenerationConfig, st: dict[str, Any], limit: int) -> int:
+    """Candidates in the next round of a label: ``round_size`` (default 4 x batch), but near the
+    end of a label no more than its acceptance rate so far says are needed (+20%), so little is
+    generated past ``n_per_label``.  A function of the saved state only: a resumed run agrees."""
+    size = cfg.round_size or 4 * cfg.batch_size
+    if not st["attempts"]:
+        size = min(size, cfg.n_per_label)
+    elif st["kept"]:
+        need = cfg.n_per_label - st["kept"]
+        size = min(size, math.ceil(1.2 * need * st["attempts"] / st["kept"]))
+    return max(1, min(size, limit - st["attempts"]))
 
 
 def _first_text_pool(task: Task, cfg: GenerationConfig, data: str | Path | None) -> list[dict[str, Any]]:
@@ -375,6 +387,7 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
         if state["bytes"]:
             for row in read_jsonl(out):
                 filters.add(row)
+    t0 = time.perf_counter()
     sampler = Sampler(bb, task, prompts, cfg, int(meta["config"].get("max_length", 128)))
     prov = {"model": meta["model"], "mode": meta["mode"], "seed": cfg.seed}
     field = generated_field(task)
@@ -388,13 +401,11 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
             limit = cfg.n_per_label * cfg.max_attempts_factor
             while st["kept"] < cfg.n_per_label and st["attempts"] < limit:
                 r = st["round"]
-                order = random.Random(round_seed(cfg.seed, li, r)).choices(range(len(pool)), k=cfg.batch_size)
+                k = round_count(cfg, st, limit)
+                order = random.Random(round_seed(cfg.seed, li, r)).choices(range(len(pool)), k=k)
                 mine = dist.shard(order)
                 cands = sampler.candidates(li, [pool[i] for i in mine], round_seed(cfg.seed, li, r, dist.rank()))
-                scores = sampler.consistency([c for c in cands if all(str(c[f]).strip() for f in task.fields)])
-                it = iter(scores)
-                scored = [(c, next(it) if all(str(c[f]).strip() for f in task.fields) else float("nan")) for c in cands]
-                scored = [x for part in dist.gather_objects(scored) for x in part]
+                scored = _scored(sampler, filters, cands, task, max(16, cfg.batch_size))
                 kept = []
                 for c, s in scored:
                     if st["kept"] + len(kept) >= cfg.n_per_label:
@@ -407,7 +418,7 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
                     kept.append({**{f: c[f] for f in task.fields}, "label": lab, "score": round(float(s), 4),
                                  "provenance": prov})
                 st["round"] = r + 1
-                st["attempts"] += len(scored)
+                st["attempts"] += len(order)
                 st["kept"] += len(kept)
                 if dist.is_main():
                     append_jsonl(out, kept)
@@ -425,7 +436,9 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
               "n_per_label": cfg.n_per_label, "kept": {lab: s["kept"] for lab, s in state["labels"].items()},
               "attempts": {lab: s["attempts"] for lab, s in state["labels"].items()},
               "dropped": dict(state["dropped"]), "warnings": warns, "provenance": prov,
-              "config": asdict(cfg), "config_hash": key}
+              "config": asdict(cfg), "config_hash": key,
+              "timing": {"wall_s": round(time.perf_counter() - t0, 3),  # this process's share (a resumed run: its part)
+                         **(asdict(sampler.engine.stats) if sampler.engine else {})}}
     if dist.is_main():
         if not out.exists():
             out.touch()
