@@ -339,8 +339,8 @@ class Engine:
         q = self.pres[()].kv
         self.buf = []
         for k, v in q:
-            bk = k.new_empty(W, k.shape[0], self.cap, k.shape[2])
-            bv = v.new_empty(W, v.shape[0], self.cap, v.shape[2])
+            bk = k.new_zeros(W, k.shape[0], self.cap, k.shape[2])  # zeros: a masked column must not hold a NaN
+            bv = v.new_zeros(W, v.shape[0], self.cap, v.shape[2])  # (0 x NaN is NaN in attention)
             bk[:, :, :n], bv[:, :, :n] = k, v
             self.buf.append((bk, bv))
         self.valid = torch.zeros(W, self.cap, dtype=torch.bool, device=dev)
