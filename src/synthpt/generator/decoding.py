@@ -16,9 +16,8 @@ When the buffer is full, the columns that no row uses any more are dropped (one 
 Scoring (:meth:`Engine.target_logp`) reads a text under any label's prompt and context with the
 same prefixes: one forward of the target tokens only, every (row, label) pair in one batch.
 
-Everything runs in a fixed order from a seeded ``torch.Generator``: the same inputs give the
-same tokens, bit for bit.  :class:`Stats` counts the tokens and seconds of each part.
-"""
+Everything runs in a fixed order from a seeded ``torch.Generator``: the same inputs give the same
+tokens, bit for bit.  :class:`Stats` counts the tokens and seconds of each part."""
 
 from __future__ import annotations
 
@@ -158,9 +157,6 @@ class Engine:
         logits = self._logits(h)
         return logits.gather(1, tgt.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, 1)
 
-    def prefix(self, label: int, ctx: tuple[int, ...]) -> Prefix:
-        return self.ensure([(label, ctx)])[0]
-
     def ensure(self, keys: list[tuple[int, tuple[int, ...]]]) -> list[Prefix]:
         """The prefixes ``[Q_label ; ctx]`` for ``keys``, computing the missing ones in one batch."""
         t0 = time.perf_counter()
@@ -176,18 +172,9 @@ class Engine:
                 kv = [(la.keys[i].clone(), la.values[i].clone()) for la in cache.layers]
                 self.prefixes[(lab, ())] = Prefix(kv, logits[i], emb.shape[1])
             body, head = emb.shape[0] * emb.shape[1], len(q_todo)
-        todo = [k for k in todo if k[1]]
-        if todo:
-            segs = [self.prefixes[(lab, ())] for lab, _ in todo]
-            hidden, cache, P = self._forward([s.kv for s in segs], [s.length for s in segs], [list(c) for _, c in todo])
-            last = torch.stack([hidden[r, len(c) - 1] for r, (_, c) in enumerate(todo)])
-            logits = self._logits(last)
-            for r, (lab, c) in enumerate(todo):
-                n = segs[r].length
-                kv = [(torch.cat([qk, la.keys[r, :, P: P + len(c)]], 1), torch.cat([qv, la.values[r, :, P: P + len(c)]], 1))
-                      for (qk, qv), la in zip(segs[r].kv, cache.layers)]
-                self.prefixes[(lab, c)] = Prefix(kv, logits[r], n + len(c))
-            body, head = body + sum(len(c) for _, c in todo), head + len(todo)
+        todo = sorted((k for k in todo if k[1]), key=lambda k: len(k[1]))  # similar lengths together: less padding
+        for at in range(0, len(todo), 32):
+            body, head = self._prefill(todo[at: at + 32], body, head)
         if body:
             self.stats.add("prefill", body, head, time.perf_counter() - t0)
         got = [self.prefixes[k] for k in keys]
@@ -199,6 +186,17 @@ class Engine:
                 break
             del self.prefixes[old]
         return got
+
+    def _prefill(self, todo: list[tuple[int, tuple[int, ...]]], body: int, head: int) -> tuple[int, int]:
+        """Run contexts after their label prompts (one forward) and keep them as prefixes."""
+        segs = [self.prefixes[(lab, ())] for lab, _ in todo]
+        hidden, cache, P = self._forward([s.kv for s in segs], [s.length for s in segs], [list(c) for _, c in todo])
+        logits = self._logits(torch.stack([hidden[r, len(c) - 1] for r, (_, c) in enumerate(todo)]))
+        for r, (lab, c) in enumerate(todo):
+            kv = [(torch.cat([qk, la.keys[r, :, P: P + len(c)]], 1), torch.cat([qv, la.values[r, :, P: P + len(c)]], 1))
+                  for (qk, qv), la in zip(segs[r].kv, cache.layers)]
+            self.prefixes[(lab, c)] = Prefix(kv, logits[r], segs[r].length + len(c))
+        return body + sum(len(c) for _, c in todo), head + len(todo)
 
     # ---- scoring -------------------------------------------------------------------------------
     @torch.no_grad()

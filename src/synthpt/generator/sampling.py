@@ -60,25 +60,27 @@ def nucleus_sample(logits: torch.Tensor, lse: torch.Tensor, top_p: float, top_k:
     if top_k > 0:  # HF renormalises over the top-k before top-p
         vals, ids = logits.topk(min(V, top_k), dim=1)  # (R, k), sorted descending
         return _pick(torch.softmax(vals, dim=1), ids, top_p, _uniform(R, gen, logits.device))
-    probs = torch.exp(logits - lse.unsqueeze(1))  # (R, V)
+    probs = (logits - lse.unsqueeze(1)).exp_()  # (R, V), the one full-vocabulary temporary
     cum = probs.cumsum(1)
     out = torch.empty(R, dtype=torch.long, device=logits.device)
-    rows = torch.arange(R, device=logits.device)
+    rows = None  # every row, without an indexing copy, on the first try
     for _ in range(tries):
-        u = _uniform(len(rows), gen, logits.device)
-        c = cum[rows]
+        p, c = (probs, cum) if rows is None else (probs[rows], cum[rows])
+        u = _uniform(p.shape[0], gen, logits.device)
         tok = torch.searchsorted(c, (u * c[:, -1]).unsqueeze(1)).squeeze(1).clamp(max=V - 1)
+        idx = torch.arange(R, device=logits.device) if rows is None else rows
         if top_p >= 1.0:
-            out[rows] = tok
+            out[idx] = tok
             return out
-        p = probs[rows]
         px = p.gather(1, tok.unsqueeze(1))  # (r, 1)
-        above = (p * (p > px)).sum(1)  # mass of the strictly more likely tokens
+        above = torch.where(p > px, p, 0.0).sum(1)  # mass of the strictly more likely tokens
         ok = above < top_p
-        out[rows[ok]] = tok[ok]
-        rows = rows[~ok]
+        out[idx[ok]] = tok[ok]
+        rows = idx[~ok]
         if len(rows) == 0:
             return out
+    if rows is None:
+        rows = torch.arange(R, device=logits.device)
     sv, si = logits[rows].sort(dim=1, descending=True)
     out[rows] = _pick(torch.exp(sv - lse[rows].unsqueeze(1)), si, top_p, _uniform(len(rows), gen, logits.device))
     return out
