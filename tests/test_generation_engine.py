@@ -179,3 +179,17 @@ def test_bos_starts_the_context_after_the_prompt_in_steps_1_and_2(tmp_path):
     s.engine.generate = lambda label, ctxs, seed, width: seen.extend(ctxs) or real(label, ctxs, seed, width)
     out = s.candidates(0, [{"text1": "the dog sat"}] * 3, seed=1)
     assert len(out) == 3 and len(seen) == 3 and all(c[0] == tok.bos_token_id for c in seen)
+
+
+def test_round_sizes_by_hand():
+    """First round: the quota, at least one batch; then what the acceptance rate says (+20%), capped
+    by round_size and by the attempts left."""
+    from synthpt.generator.generation import round_count
+
+    cfg = GenerationConfig(n_per_label=10, batch_size=4)  # round_size 0: 16
+    assert round_count(cfg, {"kept": 0, "attempts": 0}, 100) == 10
+    assert round_count(GenerationConfig(n_per_label=3, batch_size=4), {"kept": 0, "attempts": 0}, 100) == 4
+    assert round_count(cfg, {"kept": 5, "attempts": 10}, 100) == 12  # 1.2 * 5 needed * 10 / 5
+    assert round_count(cfg, {"kept": 1, "attempts": 10}, 100) == 16  # 108 capped by round_size
+    assert round_count(cfg, {"kept": 0, "attempts": 10}, 100) == 16
+    assert round_count(cfg, {"kept": 1, "attempts": 95}, 100) == 5  # the attempts left

@@ -140,12 +140,12 @@ def _scored(sampler: Sampler, filters: Filters, cands: list[dict[str, Any]], tas
 
 
 def round_count(cfg: GenerationConfig, st: dict[str, Any], limit: int) -> int:
-    """Candidates in the next round of a label: ``round_size`` (default 4 x batch), but near the
-    end of a label no more than its acceptance rate so far says are needed (+20%), so little is
-    generated past ``n_per_label``.  A function of the saved state only: a resumed run agrees."""
+    """Candidates in the next round of a label: ``round_size`` (default 4 x batch); the first round
+    ``n_per_label`` (at least a batch), and near the end of a label no more than its acceptance rate
+    so far says are needed (+20%), so little is generated past ``n_per_label``.  A function of the saved state only: a resumed run agrees."""
     size = cfg.round_size or 4 * cfg.batch_size
-    if not st["attempts"]:
-        size = min(size, cfg.n_per_label)
+    if not st["attempts"]:  # no acceptance rate yet: the quota, but at least one full decode batch
+        size = min(size, max(cfg.n_per_label, cfg.batch_size))
     elif st["kept"]:
         need = cfg.n_per_label - st["kept"]
         size = min(size, math.ceil(1.2 * need * st["attempts"] / st["kept"]))
