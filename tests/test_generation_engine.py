@@ -154,7 +154,6 @@ def test_bos_starts_the_context_after_the_prompt_in_steps_1_and_2(tmp_path):
     """A tokenizer that starts every text with BOS gets it at the start of the generator's context
     (after the soft prompt) in Step 1 and in Step 2; one that does not (tiny-gpt2, SmolLM2) gets none."""
     from synthpt.generator import GeneratorConfig, GeneratorTrainer
-
     from synthpt.generator.encoding import GenEncoder
 
     tok = bos_tokenizer()
