@@ -36,7 +36,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from synthpt.core import distributed as dist
 from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
@@ -44,6 +43,7 @@ from synthpt.core.classify import evaluate
 from synthpt.core.errors import fail
 from synthpt.core.io import write_json
 from synthpt.core.models import Backbone
+from synthpt.core.progress import progress_bar
 from synthpt.core.scoring import Encoder, label_logprobs
 from synthpt.methods import register
 from synthpt.methods.base import Context, Method
@@ -202,8 +202,9 @@ class LoraTrainer:
         start = self.global_step
         history: list[dict[str, Any]] = []
         log = open_step_log(self.out, start if resumed else None)
-        with contextlib.closing(tqdm(total=self.pt.max_steps, initial=start, desc=f"lora {self.task.name}",
-                                     disable=not self.progress or not dist.is_main(), dynamic_ncols=True)) as bar, \
+        with contextlib.closing(progress_bar(total=self.pt.max_steps, initial=start, desc=f"lora {self.task.name}",
+                                             disable=not self.progress or not dist.is_main(),
+                                             dynamic_ncols=True)) as bar, \
                 log if log is not None else contextlib.nullcontext():
             for step in range(start, self.pt.max_steps):
                 history.append(self._after_step(self.train_step(step), log))
