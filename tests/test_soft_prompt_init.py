@@ -50,7 +50,7 @@ def test_vocab_init_unchanged_on_plain_embeddings(tiny_gpt2):
 
 
 def test_label_prompts_start_from_embedded_label_words(tiny_gemma):
-    from synthpt.generator.tuning import init_label_prompts
+    from synthpt.generator.trainer import init_label_prompts
 
     task = get_task("sst-2")
     length = 12

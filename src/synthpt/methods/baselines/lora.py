@@ -20,17 +20,14 @@ The run is a stage ``lora`` (cached by split, backbone, PT knobs and these optio
 ``cache/lora/``): it holds the PEFT adapter of the best weights (``PeftModel.from_pretrained(
 base, dir)`` loads it), ``metrics.json`` and ``log.jsonl``; a checkpoint every
 ``prompt_tuning.checkpoint_every`` steps lets a killed run resume.  ``LoraTrainer`` keeps the
-trainer contract (``global_step``, ``train_step``, ``state_dict``/``load_state_dict``,
-``save_checkpoint``/``try_resume``, ``fit``).
+trainer contract of :mod:`synthpt.core.training` (its ``fit`` is the shared ``run_steps`` loop).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +35,13 @@ import torch
 import torch.nn.functional as F
 
 from synthpt.core import distributed as dist
-from synthpt.core.checkpointing import load_checkpoint, open_step_log, save_checkpoint
+from synthpt.core.checkpointing import save_checkpoint
 from synthpt.core.classify import evaluate
 from synthpt.core.errors import fail
 from synthpt.core.io import write_json
 from synthpt.core.models import Backbone
-from synthpt.core.progress import progress_bar
 from synthpt.core.scoring import Encoder, label_logprobs
+from synthpt.core.training import TrainResult, checkpoint_path, resume, run_steps
 from synthpt.methods import register
 from synthpt.methods.base import Context, Method
 from synthpt.methods.baselines.common import count_trainable, option
@@ -74,18 +71,6 @@ def lora_options(ctx: Context) -> LoraOptions:
                        lr=float(option(ctx, "lora_lr", 1e-3)), targets=tuple(targets) if targets else None)
     opts.validate()
     return opts
-
-
-@dataclass
-class TrainResult:
-    """The fields of the shared trainer contract's result (``global_step`` .. ``dev_metrics``)."""
-
-    global_step: int
-    steps_run: int
-    resumed_from: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_step: int = -1
-    dev_metrics: dict[str, float] = field(default_factory=dict)
 
 
 class LoraTrainer:
@@ -185,49 +170,25 @@ class LoraTrainer:
         self.best_dev, self.best_state = dict(st["best_dev"]), st["best_state"]
 
     def save_checkpoint(self) -> None:
-        save_checkpoint(None if self.out is None else self.out / "checkpoint.pt", self.state_dict())
+        save_checkpoint(checkpoint_path(self.out), self.state_dict())
 
     def try_resume(self) -> bool:
-        state = load_checkpoint(None if self.out is None else self.out / "checkpoint.pt", self._config())
-        if state is not None:
-            self.load_state_dict(state)
-        return state is not None
+        return resume(self, self.out, self._config())
 
-    def fit(self) -> TrainResult:
-        """Train to ``max_steps`` (resuming a checkpoint), then load the best weights on dev.
-
-        (The step loop is the shared trainer contract's; once ``core.training.run_steps`` exists
-        this becomes a call to it with ``_after_step`` as its ``on_step``.)"""
-        resumed = self.try_resume()
-        start = self.global_step
-        history: list[dict[str, Any]] = []
-        log = open_step_log(self.out, start if resumed else None)
-        with contextlib.closing(progress_bar(total=self.pt.max_steps, initial=start, desc=f"lora {self.task.name}",
-                                             disable=not self.progress or not dist.is_main(),
-                                             dynamic_ncols=True)) as bar, \
-                log if log is not None else contextlib.nullcontext():
-            for step in range(start, self.pt.max_steps):
-                history.append(self._after_step(self.train_step(step), log))
-                bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
-                bar.update(1)
-        self.load_lora_state(self.best_state)
-        return TrainResult(global_step=self.global_step, steps_run=self.global_step - start,
-                           resumed_from=start if resumed else 0, history=history, best_step=self.best_step,
-                           dev_metrics=self.best_dev)
-
-    def _after_step(self, rec: dict[str, Any], log: Any) -> dict[str, Any]:
-        """Count the step; dev selection, the step log, then (not after the last step) a checkpoint:
-        in that order, so a resumed run's log lists every step once."""
-        self.global_step += 1
-        n, pt = self.global_step, self.pt
-        if n % pt.eval_every == 0 or n == pt.max_steps:
+    def _after_step(self, rec: dict[str, Any]) -> None:
+        """Dev selection every ``eval_every`` steps and at the last (``run_steps``' ``on_step``)."""
+        if self.global_step % self.pt.eval_every == 0 or self.global_step == self.pt.max_steps:
             self._maybe_keep_best()
             rec["dev_best"] = self.best_score
-        if log is not None:
-            print(json.dumps(rec), file=log, flush=True)
-        if n % pt.checkpoint_every == 0 and n < pt.max_steps:
-            self.save_checkpoint()
-        return rec
+
+    def fit(self) -> TrainResult:
+        """Train to ``max_steps`` (resuming a checkpoint), then load the best weights on dev."""
+        res = run_steps(self, max_steps=self.pt.max_steps, checkpoint_every=self.pt.checkpoint_every, out=self.out,
+                        desc=f"lora {self.task.name}", progress=self.progress, on_step=self._after_step,
+                        postfix=lambda rec: {"loss": f"{rec['loss']:.3f}"})
+        self.load_lora_state(self.best_state)
+        res.best_step, res.dev_metrics = self.best_step, self.best_dev
+        return res
 
 
 def run_lora(ctx: Context, target: Path, pt: Any, opts: LoraOptions, restart: bool) -> dict[str, Any]:
@@ -266,8 +227,8 @@ class LoraMethod(Method):
         opts = lora_options(ctx)
         key_cfg = {"split": ctx.split.result["fingerprint"], "task": ctx.task.to_dict(), "model": ctx.model,
                    "prompt_tuning": asdict(pt), "lora": asdict(opts), "max_eval": ctx.max_eval}
-        res = ctx._stage("lora", f"{ctx.task.name}-lora-s{ctx.seed}", key_cfg, "lora",
-                         lambda target, restart: run_lora(ctx, target, pt, opts, restart))
+        res = ctx.stage("lora", f"{ctx.task.name}-lora-s{ctx.seed}", key_cfg, "lora",
+                        lambda target, restart: run_lora(ctx, target, pt, opts, restart))
         return dict(res.result)
 
 
