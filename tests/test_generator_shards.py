@@ -106,3 +106,17 @@ def test_process_group_helpers_in_one_process():
     assert dist.world_size() == 1
     assert dist.gather_rows(t, 3) is t and dist.all_reduce_sum_grad(t) is t and dist.all_reduce_max(t) is t
     assert dist.shard_mask(3).tolist() == [True, True, True]
+
+
+def test_a_batch_smaller_than_the_process_count_is_refused(tiny_gpt2, monkeypatch):
+    from synthpt.core.errors import SynthptError
+    from synthpt.generator.config import GeneratorConfig
+    from synthpt.generator.trainer import GeneratorTrainer
+    from synthpt.tasks import get_task
+
+    train = [{"text1": f"a {i}", "text2": f"b {i}", "label": str(i % 2)} for i in range(4)]
+    cfg = GeneratorConfig(mode="plain", batch_size=2, prompt_length=2, max_length=32)
+    GeneratorTrainer(get_task("mrpc"), tiny_gpt2, cfg, train, progress=False)  # 2 rows, 1 process: fine
+    monkeypatch.setattr(dist, "world_size", lambda: 3)
+    with pytest.raises(SynthptError, match="2 rows cannot be split over 3 processes"):
+        GeneratorTrainer(get_task("mrpc"), tiny_gpt2, cfg, train, progress=False)

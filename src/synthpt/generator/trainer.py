@@ -133,6 +133,9 @@ class GeneratorTrainer:
             raise fail(f"generator tuning needs training examples of every label; none for {empty}")
         self.streams = [Stream(len(rows), cfg.seed, 100 + li) for li, rows in enumerate(self.by_label)]
         self.per_label = max(1, math.ceil(cfg.batch_size / self.L))
+        if self.per_label * self.L < dist.world_size():  # a process without rows has no share to give
+            raise fail(f"a generator batch of {self.per_label * self.L} rows cannot be split over "
+                       f"{dist.world_size()} processes; raise --batch-size")
         self.weighted = cfg.mode != "plain"
         if self.weighted and hasattr(bb.model, "set_attn_implementation"):
             if getattr(bb.model.config, "_attn_implementation", "eager") not in ("eager", "sdpa"):
