@@ -118,3 +118,23 @@ def deterministic_kernels(monkeypatch: pytest.MonkeyPatch):
     before = torch.are_deterministic_algorithms_enabled()
     yield
     torch.use_deterministic_algorithms(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma(tiny_gpt2):
+    """A random 2-layer Gemma 3: its embedding module multiplies token vectors by √d (8 at d = 64),
+    as the real Gemma 3 270M does (25.3 at d = 640); the ByT5 tokenizer of the tiny built-ins."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from synthpt.core.models import Backbone
+
+    tok = tiny_gpt2.tokenizer
+    cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
+                           pad_token_id=tok.pad_token_id, sliding_window=64)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Gemma3ForCausalLM(cfg).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Backbone(model=model, tokenizer=tok, name_or_path="tiny-gemma3 (random)", is_seq2seq=False)

@@ -36,10 +36,10 @@ def test_real_model_figures_say_why_they_are_skipped(monkeypatch):
 
 
 def test_real_model_missing_is_none_when_the_converted_model_is_cached(monkeypatch, tmp_path):
-    from synthpt.core import models
+    from synthpt.core import gguf, models
 
     monkeypatch.setattr(models, "cache_dir", lambda: tmp_path)
-    monkeypatch.setattr(models, "_package_dir", lambda name: None)
+    monkeypatch.setattr(gguf, "package_dir", lambda name: None)
     assert "not installed" in common.real_model_missing()
     (tmp_path / "models" / "smollm2-135m").mkdir(parents=True)
     (tmp_path / "models" / "smollm2-135m" / "config.json").write_text("{}")

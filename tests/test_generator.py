@@ -301,7 +301,7 @@ def test_candidates_and_consistency_use_label_contexts(tuned):
 
 def test_interrupted_generation_resumes_without_loss_or_duplicates(tuned, tmp_path, monkeypatch):
     ref = tmp_path / "ref.jsonl"
-    run_generation(tuned, ref, _gcfg(n_per_label=10, batch_size=4), progress=False)
+    run_generation(tuned, ref, _gcfg(n_per_label=10, batch_size=4, round_size=4), progress=False)
     out = tmp_path / "part.jsonl"
     real = Sampler.candidates
     calls = {"n": 0}
@@ -314,12 +314,12 @@ def test_interrupted_generation_resumes_without_loss_or_duplicates(tuned, tmp_pa
 
     monkeypatch.setattr(Sampler, "candidates", flaky)
     with pytest.raises(KeyboardInterrupt):
-        run_generation(tuned, out, _gcfg(n_per_label=10, batch_size=4), progress=False)
+        run_generation(tuned, out, _gcfg(n_per_label=10, batch_size=4, round_size=4), progress=False)
     monkeypatch.setattr(Sampler, "candidates", real)
     assert out.is_file() and Path(str(out) + ".state.json").is_file()
     with open(out, "a") as fh:  # a torn round appended after the last committed state
         fh.write('{"text1": "x", "text2": "torn", "label": "0"}\n{"text1": "x", "te')
-    run_generation(tuned, out, _gcfg(n_per_label=10, batch_size=4), progress=False)
+    run_generation(tuned, out, _gcfg(n_per_label=10, batch_size=4, round_size=4), progress=False)
     assert out.read_text() == ref.read_text()
     assert not Path(str(out) + ".state.json").exists()
 

@@ -73,3 +73,20 @@ def test_a_decoder_cache_that_changes_the_numbers_is_not_used(tiny_t5, monkeypat
         want = _per_label(enc, ids, P)
     assert not s2s._SHARED_OK[tiny_t5.model]
     assert torch.equal(got, want)
+
+
+def test_path_checks_leave_training_state_and_rng_alone():
+    """The one-time path checks may first run mid-training (dropout on): they run in eval mode
+    without drawing from the RNG, so a resumed run (which checks at another step) draws the same
+    dropout masks as an uninterrupted one."""
+    from synthpt.core.scoring import probing
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5))
+    net.train()
+    before = torch.random.get_rng_state()
+    with probing(net):
+        assert not net.training and not torch.is_grad_enabled()
+        a, b = net(torch.ones(2, 4)), net(torch.ones(2, 4))
+        torch.rand(3)  # a draw inside does not leak out
+        assert torch.equal(a, b)  # eval mode: no dropout, so the comparison is deterministic
+    assert net.training and torch.equal(torch.random.get_rng_state(), before)

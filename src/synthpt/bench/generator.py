@@ -5,14 +5,12 @@
   over one plain generator prompt-tuning step, same model and batches, interleaved (target
   ≤ 3.5).  Both run with the model's default attention (SDPA); DawGen puts the one forward it
   differentiates twice on SDPA's math backend.
-- :func:`generation_speedup`: examples/s of batched, KV-cached sampling (one ``generate``
-  call for a batch of ``[Q_l ; context]`` rows) over a per-example ``generate`` loop
-  (target ≥ 3), with tokens/s of both.
+
+The generation (Stage 2) figures are in :mod:`synthpt.bench.generation`.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -85,53 +83,3 @@ def dawgen_step_ratio_real(reps: int = 3, data_dir: str | Path | None = None) ->
     cfg = dict(batch_size=4, max_length=96, prompt_length=8)
     t = _dawgen_sides(get_task("mrpc"), _mrpc_train(data_dir), REAL_MODEL, reps, **cfg)
     return _dawgen_line(t, REAL_MODEL, task="mrpc", **cfg, reps=reps)
-
-
-def generation_speedup(model: str = "tiny-gpt2", n: int = 32, max_new_tokens: int = 32,
-                       data_dir: str | Path | None = None) -> dict[str, Any]:
-    from synthpt.generator.generation import GenerationConfig, Sampler
-    from synthpt.generator.trainer import init_label_prompts
-
-    task = get_task("mrpc")
-    train = _mrpc_train(data_dir)
-    bb = load_backbone(model, device=dist.device())
-    prompts = init_label_prompts(bb, task, 20, 0, True)
-    # multi_line: rows run to EOS / max_new_tokens in both modes (no early line-end stop in the loop only)
-    cfg = GenerationConfig(batch_size=n, max_new_tokens=max_new_tokens, multi_line=True)
-    s = Sampler(bb, task, prompts, cfg, 128)
-    context_ids = [s.enc.context(train[i % len(train)], max_new_tokens + 1) for i in range(n)]
-    eos = s.enc.eos
-
-    def count(texts_ids: torch.Tensor) -> int:
-        return int(sum(min(int((row == eos).nonzero()[0]) + 1 if (row == eos).any() else len(row), len(row))
-                       for row in texts_ids))
-
-    tokens = {"batched": 0, "loop": 0}
-    orig = bb.model.generate
-
-    def counting(*a, **k):
-        out = orig(*a, **k)
-        tokens[mode] += count(out)
-        return out
-
-    bb.model.generate = counting
-    try:
-        mode = "batched"
-        s._generate(0, context_ids[:2], 0)  # warm-up
-        tokens["batched"] = 0
-        t = time.perf_counter()
-        s._generate(0, context_ids, 1)
-        t_batched = time.perf_counter() - t
-        mode = "loop"
-        t = time.perf_counter()
-        for i, c in enumerate(context_ids):
-            s._generate(0, [c], 100 + i)  # the same rows, one generate call each
-        t_loop = time.perf_counter() - t
-    finally:
-        bb.model.generate = orig
-    speed = (n / t_batched) / (n / t_loop)
-    return {"name": "generation_speedup_vs_loop", "value": round(speed, 2), "target": 3.0, "holds": speed >= 3.0,
-            "batched_examples_per_s": round(n / t_batched, 2), "loop_examples_per_s": round(n / t_loop, 2),
-            "batched_tokens_per_s": round(tokens["batched"] / t_batched, 1),
-            "loop_tokens_per_s": round(tokens["loop"] / t_loop, 1), "n": n, "max_new_tokens": max_new_tokens,
-            "model": model, "device": str(bb.device)}

@@ -120,6 +120,8 @@ def cmd_models(ns: argparse.Namespace) -> None:
 
     for m in BUILTIN_MODELS.values():
         print(f"{m.name:14s} {m.family:8s} {m.size:32s} {m.source}")
+        if m.license:
+            print(f"{'':14s} {'':8s} {'license: ' + m.license}")
     print(f"\ncache: {cache_dir()}  (set SYNTHPT_CACHE to move it).  Any hub id, HF folder or .gguf file "
           "works as --model / --generator-model too.")
 

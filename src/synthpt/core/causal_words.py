@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from synthpt.core.scoring import Encoder, _cache_kwarg, pad_right
+from synthpt.core.scoring import Encoder, _cache_kwarg, pad_right, probing
 
 _SHARED_OK: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
@@ -89,7 +89,7 @@ def shared_input_supported(encoder: Encoder, context_ids: list[list[int]], copie
         c = None if copies is None else copies.detach()
         i = None if index is None else index[:2]
         try:
-            with torch.no_grad():
+            with probing(model):
                 a = shared_input_scores(encoder, rows, c, i)
                 b = per_label(encoder, rows, c, i, c is not None)
             tol = 1e-4 if b.dtype == torch.float32 else 2e-2

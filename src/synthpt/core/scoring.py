@@ -33,11 +33,13 @@ K label-token positions, H decoder head (start + sentinel), W tokens of the long
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import string
 import warnings
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -260,6 +262,24 @@ def _full_hidden(bb: Backbone, rows_prompt: torch.Tensor | None, ids: torch.Tens
     return hidden if rows_prompt is None else hidden[:, rows_prompt.shape[-2]:]  # (R, T, d)
 
 
+@contextlib.contextmanager
+def probing(model: torch.nn.Module) -> Iterator[None]:
+    """Where the one-time path checks run: no grad, eval mode, and the RNG left as it was.
+
+    A check may first run in the middle of training (fine-tuning with dropout): in train mode it
+    would compare two dropout draws (and fail at random), and its draws would shift every later
+    dropout mask, so a resumed run, which checks at another step, would not equal an
+    uninterrupted one."""
+    was_training = model.training
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        model.eval()
+        try:
+            yield
+        finally:
+            model.train(was_training)
+
+
 def _prefix_supported(bb: Backbone, copies: torch.Tensor) -> bool:
     """Once per model: does the KV-prefix forward give the plain forward's hidden states?
 
@@ -274,7 +294,7 @@ def _prefix_supported(bb: Backbone, copies: torch.Tensor) -> bool:
         probe = copies[:1].detach()
         index = torch.zeros(2, dtype=torch.long, device=bb.device)
         try:
-            with torch.no_grad():
+            with probing(bb.model):
                 a = _prefix_hidden(bb, probe, index, ids, mask)
                 b = _full_hidden(bb, probe.expand(2, -1, -1), ids, mask)
             keep = mask.bool()

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from synthpt.core.scoring import Encoder, _cache_kwarg, _with_prompt, pad_right
+from synthpt.core.scoring import Encoder, _cache_kwarg, _with_prompt, pad_right, probing
 
 
 def seq2seq_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
@@ -115,7 +115,7 @@ def _shared_head_supported(encoder: Encoder, enc: Any, attn: torch.Tensor) -> bo
     recomputed or mis-positioned) fails the comparison or raises, and keeps the plain path."""
     probe = type(enc)(last_hidden_state=enc.last_hidden_state[:2].detach())
     try:
-        with torch.no_grad():
+        with probing(encoder.backbone.model):
             a = _seq2seq_shared(encoder, probe, attn[:2])
             b = _seq2seq_per_label(encoder, probe, attn[:2])
         tol = 1e-4 if b.dtype == torch.float32 else 2e-2

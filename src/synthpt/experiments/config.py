@@ -18,9 +18,14 @@ One schema serves ``synthpt run --config`` and ``synthpt experiment --config``::
       - pt
       - {name: ours-lr0.1, method: ours, display: "Ours (lr 0.1)", prompt_tuning: {lr: 0.1}}
     tables:                        # optional extra tables (table-<name>.md/.csv/.tex)
-      - {name: main, title: "Main comparison", methods: [pt, ours]}
+      - {name: main, title: "Main comparison on {model}", methods: [pt, ours]}
     sweep:                         # optional: the grid once per value (product over keys; sweep.py)
       generation.n_per_label: [64, 256, 1024]
+
+Titles (and ``name``, the title of ``table.md``) may name the resolved settings, so a
+``--set model=...`` run is not captioned with the config's model: ``{model}`` (the backbone's
+display name, e.g. ``Gemma 3 270M``), ``{generator}``, ``{k}``, ``{max_eval}``, ``{seeds}``.
+Every caption also names the backbone(s) and generator its rows used.
 
 A row dict may set ``model``, ``generator_model``, ``generator``, ``generation``,
 ``prompt_tuning`` and ``options``; its values win over the top-level ones and over the
@@ -49,6 +54,22 @@ AXES: dict[str, Any] = {"tasks": list[str], "seeds": list[int]}
 TOP_KEYS = set(SCALARS) | set(SECTIONS) | set(AXES) | {"options", "methods", "tables", "plots", "sweep"}
 ROW_KEYS = {"name", "method", "display", "model", "generator_model", "options", *SECTIONS}
 TABLE_KEYS = {"name", "title", "methods"}
+TITLE_FIELDS = ("model", "generator", "k", "max_eval", "seeds")  # placeholders a title may use
+
+
+def check_title(title: str, where: str) -> str:
+    """Refuse placeholders other than TITLE_FIELDS now, not when the tables are written."""
+    import string
+
+    try:
+        names = [n for _, n, _, _ in string.Formatter().parse(title) if n is not None]
+    except ValueError as e:
+        raise fail(f"{where}: {title!r}: {e} (write a literal brace as {{{{ or }}}})") from None
+    bad = [n for n in names if n not in TITLE_FIELDS]
+    if bad:
+        raise fail(f"{where}: {title!r} uses {{{bad[0]}}}; a title may use "
+                   + ", ".join("{" + f + "}" for f in TITLE_FIELDS))
+    return title
 
 # `synthpt run` defaults: small enough that the whole method finishes in a few minutes on the
 # tiny built-in models on a laptop CPU.  A --config file or flags override any of them.
@@ -215,6 +236,8 @@ class Settings:
         if dotted not in SCALARS:
             raise fail(f"{where}: unknown key (known: {', '.join(sorted([*SCALARS, *AXES]))} or SECTION.KEY)")
         setattr(self, dotted, coerce(value, SCALARS[dotted], where))
+        if dotted == "name":
+            check_title(self.name, where)
 
 
 def _mapping(obj: Any, where: str) -> dict[str, Any]:
@@ -238,6 +261,7 @@ def parse_settings(raw: Any, source: str = "<config>", base: Settings | None = N
     for key, typ in SCALARS.items():
         if key in raw:
             setattr(st, key, coerce(raw[key], typ, f"{source}: {key}"))
+    check_title(st.name, f"{source}: name")
     for section in SECTIONS:
         if section in raw:
             st.sections[section].update(check_section(section, raw[section], f"{source}: {section}"))
@@ -276,7 +300,8 @@ def parse_settings(raw: Any, source: str = "<config>", base: Settings | None = N
             if "name" not in t or "methods" not in t:
                 raise fail(f"{where}: needs `name` and `methods`")
             st.tables.append(TableSpec(coerce(t["name"], str, f"{where}.name"),
-                                       coerce(t.get("title", t["name"]), str, f"{where}.title"),
+                                       check_title(coerce(t.get("title", t["name"]), str, f"{where}.title"),
+                                                   f"{where}.title"),
                                        coerce(t["methods"], list[str], f"{where}.methods")))
         known = {r.name for r in st.rows}
         for t in st.tables:

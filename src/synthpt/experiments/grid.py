@@ -193,16 +193,41 @@ def row_displays(rows: list[MethodRow]) -> dict[str, str]:
     return {r.name: r.display or get_method(r.method).display for r in rows}
 
 
+def fill_title(title: str, st: Settings) -> str:
+    """A table title with its placeholders (config.TITLE_FIELDS) filled from the resolved settings."""
+    from synthpt.core.models import model_display
+
+    return title.format(model=model_display(st.model), generator=model_display(st.generator_model), k=st.k,
+                        max_eval=st.max_eval if st.max_eval is not None else "all",
+                        seeds=", ".join(map(str, st.seeds)))
+
+
+def models_used(st: Settings, rows: list[MethodRow]) -> tuple[list[str], list[str]]:
+    """Display names of the backbones ``rows`` run with and of the generators of those rows that
+    tune one (synthetic data from Stages 1-2, not a published or gold set), in row order, once each."""
+    from synthpt.core.models import model_display
+    from synthpt.methods import get_method
+
+    backbones = dict.fromkeys(model_display(r.model or st.model) for r in rows)
+    generators = dict.fromkeys(model_display(r.generator_model or st.generator_model) for r in rows
+                               if getattr(get_method(r.method), "synthetic", None) not in (None, "published", "heldout"))
+    return list(backbones), list(generators)
+
+
 def write_outputs(st: Settings, records: list[dict[str, Any]], tasks: list[str], rows: list[MethodRow],
                   out: Path, suffix: str = "") -> list[str]:
-    """table.md/.csv/.tex, one table per ``tables:`` entry and the plots; ``suffix`` names a sweep's point."""
+    """table.md/.csv/.tex, one table per ``tables:`` entry and the plots; ``suffix`` names a sweep's point.
+    Titles are filled from ``st`` (config.TITLE_FIELDS); captions name the models the rows used."""
     displays = row_displays(rows)
+    by_name = {r.name: r for r in rows}
     where = f" ({suffix[1:]})" if suffix else ""
-    specs = [(f"table{suffix}", (st.name or "All methods") + where, [r.name for r in rows])]
-    specs += [(f"table-{t.name}{suffix}", t.title + where, [m for m in t.methods if m in displays]) for t in st.tables]
+    specs = [(f"table{suffix}", fill_title(st.name or "All methods", st) + where, [r.name for r in rows])]
+    specs += [(f"table-{t.name}{suffix}", fill_title(t.title, st) + where, [m for m in t.methods if m in displays])
+              for t in st.tables]
     written = []
     for stem, title, names in specs:
         table = tb.build_table(records, [(n, displays[n]) for n in names], tasks)
+        table.backbones, table.generators = models_used(st, [by_name[n] for n in names])
         atomic_write_text(out / f"{stem}.md", tb.to_markdown(table, title) + "\n" + tb.caption(table) + "\n")
         atomic_write_text(out / f"{stem}.csv", tb.to_csv(table))
         atomic_write_text(out / f"{stem}.tex", tb.to_latex(table, f"{title}. {tb.caption(table)}"))
@@ -211,7 +236,10 @@ def write_outputs(st: Settings, records: list[dict[str, Any]], tasks: list[str],
         from synthpt.experiments.plots import plot_conflicts, plot_methods
 
         table = tb.build_table(records, [(r.name, displays[r.name]) for r in rows], tasks)
-        if plot_methods(table, out / f"methods{suffix}.png"):
+        backbones, _ = models_used(st, rows)
+        seed_list = ", ".join(map(str, table.seeds))
+        if plot_methods(table, out / f"methods{suffix}.png",
+                        f"Methods per task on {', '.join(backbones)}{where} (mean ± std over seeds {seed_list})"):
             written.append(f"methods{suffix}.png")
         if plot_conflicts(records, tasks, out / f"conflicts{suffix}.png", base=out):
             written.append(f"conflicts{suffix}.png")

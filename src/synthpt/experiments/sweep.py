@@ -199,21 +199,22 @@ def sweep_csv(points: list[Point], cells: dict[tuple[str, str], SweepCell], task
 def write_sweep_outputs(st: Any, points: list[Point], records: list[dict[str, Any]], tasks: list[str],
                         rows: list[Any], out: Any) -> list[str]:
     from synthpt.core.io import atomic_write_text
-    from synthpt.experiments.grid import row_displays
+    from synthpt.experiments.grid import fill_title, row_displays
 
     displays = row_displays(rows)
+    name = fill_title(st.name, st) if st.name else ""
     pairs = [(r.name, displays[r.name]) for r in rows]
     cells = sweep_cells(points, records, tasks, pairs)
     gains = _gain_rows(points, records, tasks, pairs)
     keys = ", ".join(st.sweep)
     seeds = sorted({r["seed"] for r in records})
-    atomic_write_text(out / "sweep.md", sweep_markdown(f"{st.name or 'Sweep'}: sweep over {keys}", points, cells,
+    atomic_write_text(out / "sweep.md", sweep_markdown(f"{name or 'Sweep'}: sweep over {keys}", points, cells,
                                                        tasks, pairs, gains, seeds))
     atomic_write_text(out / "sweep.csv", sweep_csv(points, cells, tasks, pairs, gains))
     written = ["sweep.md", "sweep.csv"]
     if st.plots:
         from synthpt.experiments.plots import plot_sweep
 
-        if plot_sweep(points, cells, tasks, pairs, out / "sweep.png", title=f"{st.name}: test accuracy against {keys}"):
+        if plot_sweep(points, cells, tasks, pairs, out / "sweep.png", title=f"{name}: test accuracy against {keys}"):
             written.append("sweep.png")
     return written

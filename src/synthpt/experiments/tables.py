@@ -62,6 +62,8 @@ class Table:
     tasks: list[str]
     rows: list[TableRow]
     seeds: list[int] = field(default_factory=list)
+    backbones: list[str] = field(default_factory=list)  # display names of the models its rows used
+    generators: list[str] = field(default_factory=list)
 
 
 def build_table(records: list[dict[str, Any]], rows: list[tuple[str, str]], tasks: list[str]) -> Table:
@@ -227,6 +229,11 @@ def caption(table: Table) -> str:
     if gain_capture_row(table) is not None:
         text += (" Gain capture: (Ours − PT) / (oracle − PT) on the means, oracle = PT + held-out gold rows; "
                  f"AVG from the AVG column; n/a where the oracle gains less than {MIN_GAP * 100:.0f} point over PT.")
+    if table.backbones:
+        text += f" Backbone{'s' if len(table.backbones) > 1 else ''}: {', '.join(table.backbones)}"
+        if table.generators:
+            text += f"; generator LM of Stages 1-2: {', '.join(table.generators)}"
+        text += "."
     return text
 
 

@@ -6,7 +6,10 @@ task's generator template for the example's label (``gen_templates[label]``, els
 ``gen_template``) with the other fields filled in (e.g. ``"Sentence 1: {text1}\\nSentence 2:"``).
 Scoring an example under another label's prompt reads it with that label's context too.
 
-- causal LMs see ``[Q_l ; context ; target]`` in one sequence (right padding in training);
+- causal LMs see ``[Q_l ; BOS ; context ; target]`` in one sequence (right padding in training);
+  BOS only where the tokenizer starts every text with one (Gemma, Llama; not SmolLM2 or GPT-2):
+  such a model never saw text without it and degenerates without it (issue 23: Gemma wrote
+  "the the the ...").  It goes after the soft prompt, where PEFT puts a prompt before the input ids;
 - seq2seq LMs (T5) get ``[Q_l ; context ; EOS]`` in the encoder and write the target in the
   decoder.
 
@@ -58,6 +61,7 @@ class GenEncoder:
         self.pieces = self._parse(self.task.gen_template)
         self.label_pieces = {lab: self._parse(self.task.gen_template_for(lab)) for lab in self.task.labels}
         self.max_target = max(4, self.max_length // 2)
+        self.bos = leading_bos(self.backbone)
         if self.prompt_length + 8 > self.max_length:
             raise fail(f"--max-length {self.max_length} leaves no room after a {self.prompt_length}-token prompt")
 
@@ -93,7 +97,7 @@ class GenEncoder:
         parts = [(kind, self._ids(value if kind == "text" else lead + str(example[value]).strip()))
                  for kind, value, lead in pieces]
         extra = 1 if self.backbone.is_seq2seq else (target_len if target_len is not None else self.max_target)
-        budget = self.max_length - self.prompt_length - extra
+        budget = self.max_length - self.prompt_length - extra - len(self.bos)
         total = sum(len(p) for _, p in parts)
         while total > budget:
             i = max((j for j, (k, p) in enumerate(parts) if k == "field" and p), key=lambda j: len(parts[j][1]),
@@ -103,7 +107,7 @@ class GenEncoder:
             cut = min(len(parts[i][1]), total - budget)
             parts[i] = ("field", parts[i][1][: len(parts[i][1]) - cut])
             total -= cut
-        ids = [t for _, p in parts for t in p]
+        ids = self.bos + [t for _, p in parts for t in p]
         if self.backbone.is_seq2seq:
             ids = ids + [self.eos]
         return ids
@@ -112,6 +116,15 @@ class GenEncoder:
         """(context, target) ids, read as ``label`` (default: the example's own label)."""
         tgt = self.target(str(example[self.field]))
         return self.context(example, len(tgt), label), tgt
+
+
+def leading_bos(bb: Backbone) -> list[int]:
+    """``[bos]`` for a causal LM whose tokenizer puts BOS before every text, else ``[]``."""
+    tok = bb.tokenizer
+    if bb.is_seq2seq or tok.bos_token_id is None:
+        return []
+    ids = tok("a")["input_ids"]
+    return [tok.bos_token_id] if ids and ids[0] == tok.bos_token_id else []
 
 
 def upcast(x: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """Stage 2: label-conditioned generation with the tuned prompts, filtered, resumable.
 
-For each label l, rounds of ``batch_size`` candidates are sampled in one batched
-``generate`` call with the KV cache: the rows are ``[Q_l ; context]`` embeddings (left padding
-for causal LMs, so every row's last position is real), with Q_l's embeddings built once per
-label and reused by every round.  For pair tasks the first text comes from
+For each label l, rounds of candidates (``round_size``) are sampled after ``[Q_l ; context]``
+(:mod:`~synthpt.generator.candidates`): on causal LMs by :mod:`~synthpt.generator.decoding`,
+which runs Q_l and each distinct context once, decodes ``batch_size`` rows at a time and lets a
+finished row's slot take the next candidate; on seq2seq LMs by ``generate``.  For pair tasks the first text comes from
 ``first_texts``: ``"data"`` (default: the few-shot train split's first texts, cycled in a
 seeded order — real, on-distribution conditions), a corpus file (one text per line), or
 ``"generator"`` (the label prompt writes the first text too, from the template's lead-in,
@@ -16,6 +16,8 @@ field ≥ ``near_dup_threshold`` against anything kept, via an inverted index);
 ``label_consistency``: mean per-token log-likelihood of the generated field under its own
 label's prompt minus the best other label's must be ≥ ``consistency_margin`` (length
 normalised so long and short texts face the same bar).  That margin is the row's ``score``.
+Rows the other filters drop are never scored; the own label's term comes from the log-probs
+generation drew, so scoring feeds each text only under the other labels.
 
 Resumability: every round's kept rows are appended with fsync, then a small state file
 (``<out>.state.json``: round, attempts, kept per label, drop counts, committed byte size)
@@ -28,26 +30,26 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import random
-import re
+import time
 import warnings
-from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
-
 from synthpt.core import distributed as dist
 from synthpt.core.errors import fail
 from synthpt.core.knobs import knob
-from synthpt.core.models import Backbone
 from synthpt.core.progress import progress_bar
-from synthpt.generator.encoding import GenEncoder, generated_field, score_targets
+from synthpt.generator.candidates import LineEnd, Sampler, first_text_line
+from synthpt.generator.encoding import generated_field
+from synthpt.generator.filters import DROP_REASONS, Filters, NearDupIndex, normalise, shingles
 from synthpt.tasks import Task
 
-DROP_REASONS = ("empty", "length", "exact_duplicate", "near_duplicate", "label_consistency")
+__all__ = ["DROP_REASONS", "Filters", "FirstTexts", "GenerationConfig", "LineEnd", "NearDupIndex", "Sampler", "first_text_line",
+           "normalise", "run_generation", "shingles"]
 
 
 class FirstTexts(enum.StrEnum):
@@ -63,7 +65,10 @@ class GenerationConfig:
     models produce output; for real runs raise ``min_words`` (e.g. 4 for MRPC)."""
 
     n_per_label: int = knob(5000, 'examples to keep per label (after filtering)')
-    batch_size: int = knob(32, 'candidates sampled per generate call')
+    batch_size: int = knob(32, 'rows decoded at once (a finished row leaves and the next candidate takes its place)')
+    round_size: int = knob(
+        0, 'candidates per round, the unit that is committed to disk and resumed (0 = 4 x batch size; '
+           'fewer near the end of a label, as many as its acceptance rate so far says are needed)')
     max_new_tokens: int = knob(64, 'maximum tokens of a generated text')
     temperature: float = knob(1.0, 'sampling temperature')
     top_p: float = knob(0.9, 'nucleus sampling mass')
@@ -85,6 +90,8 @@ class GenerationConfig:
         False, 'keep generated texts past their first line (default: each text ends at its first line end)')
 
     def validate(self) -> None:
+        if self.round_size < 0:
+            raise fail(f"--round-size must be >= 0, got {self.round_size}")
         for name in ("n_per_label", "batch_size", "max_new_tokens", "max_words", "dedup_ngram", "max_attempts_factor"):
             if getattr(self, name) < 1:
                 raise fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -98,174 +105,46 @@ class GenerationConfig:
             raise fail("--top-k must be >= 0 and --repetition-penalty > 0")
 
 
-# ---- filters (pure) -----------------------------------------------------------------------
-def normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
-def shingles(text: str, n: int) -> frozenset:
-    words = normalise(text).split()
-    if len(words) < n:
-        return frozenset([tuple(words)]) if words else frozenset()
-    return frozenset(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
-
-
-class NearDupIndex:
-    """Jaccard near-duplicate detection over n-gram sets with an inverted index."""
-
-    def __init__(self, n: int, threshold: float) -> None:
-        self.n, self.threshold = n, threshold
-        self.sets: list[frozenset] = []
-        self.postings: dict[tuple, list[int]] = {}
-
-    def is_dup(self, text: str) -> bool:
-        if self.threshold > 1:
-            return False
-        a = shingles(text, self.n)
-        if not a:
-            return False
-        shared: Counter = Counter()
-        for g in a:
-            shared.update(self.postings.get(g, ()))
-        for j, c in shared.items():
-            if c / (len(a) + len(self.sets[j]) - c) >= self.threshold:
-                return True
-        return False
-
-    def add(self, text: str) -> None:
-        a = shingles(text, self.n)
-        j = len(self.sets)
-        self.sets.append(a)
-        for g in a:
-            self.postings.setdefault(g, []).append(j)
-
-
-class Filters:
-    """Stateful filters over the kept set; ``check`` returns the drop reason or None."""
-
-    def __init__(self, cfg: GenerationConfig, task: Task) -> None:
-        self.cfg, self.task = cfg, task
-        self.field = generated_field(task)
-        self.exact: set[tuple[str, ...]] = set()
-        self.near = NearDupIndex(cfg.dedup_ngram, cfg.near_dup_threshold)
-
-    def _key(self, ex: dict[str, Any]) -> tuple[str, ...]:
-        return tuple(normalise(str(ex[f])) for f in self.task.fields)
-
-    def check(self, ex: dict[str, Any], score: float) -> str | None:
-        if any(not str(ex[f]).strip() for f in self.task.fields):
-            return "empty"
-        words = len(str(ex[self.field]).split())
-        if not self.cfg.min_words <= words <= self.cfg.max_words:
-            return "length"
-        if self._key(ex) in self.exact:
-            return "exact_duplicate"
-        if self.near.is_dup(str(ex[self.field])):
-            return "near_duplicate"
-        if not score >= self.cfg.consistency_margin:
-            return "label_consistency"
-        return None
-
-    def add(self, ex: dict[str, Any]) -> None:
-        self.exact.add(self._key(ex))
-        self.near.add(str(ex[self.field]))
-
-
 # ---- generation -------------------------------------------------------------------------------
 def round_seed(seed: int, label_index: int, round_index: int, rank: int = 0) -> int:
     blob = f"{seed}/{label_index}/{round_index}/{rank}".encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
 
 
-def first_text_line(text: str) -> str:
-    """The first non-empty line: the real examples of every built-in task are one line each, and a
-    small generator that goes on past a line end writes another item, not more of this one."""
-    return next((ln.strip() for ln in text.split("\n") if ln.strip()), "")
+def _scored(sampler: Sampler, filters: Filters, cands: list[dict[str, Any]], task: Task,
+            chunk: int) -> Iterator[tuple[dict[str, Any], float]]:
+    """(candidate, consistency score) in order, over every rank's candidates.  Rows the score-free
+    filters drop already (against the kept set before this round) are never scored; in one
+    process the others are scored ``chunk`` at a time, only as far as the caller reads (once a
+    label is full, the rest of its last round is not scored)."""
+    need = [i for i, c in enumerate(cands) if filters.precheck(c) is None]
+    bare = [{f: c[f] for f in (*task.fields, "label")} for c in cands]
+    if dist.world_size() > 1:
+        got = dict(zip(need, sampler.consistency([cands[i] for i in need])))
+        yield from (x for part in dist.gather_objects([(b, got.get(i, math.nan)) for i, b in enumerate(bare)])
+                    for x in part)
+        return
+    scores: dict[int, float] = {}
+    at = 0
+    for i, b in enumerate(bare):
+        if i in need[at: at + 1]:
+            batch = need[at: at + chunk]
+            at += len(batch)
+            scores.update(zip(batch, sampler.consistency([cands[j] for j in batch])))
+        yield b, scores.get(i, math.nan)
 
 
-class LineEnd(StoppingCriteria):
-    """Stopping criterion: a row is done once its text has a line end after some non-blank text
-    (a leading newline does not stop it).  Saves the tokens ``first_text_line`` would cut anyway."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tok = tokenizer
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        texts = self.tok.batch_decode(input_ids, skip_special_tokens=True)
-        return torch.tensor(["\n" in t.lstrip() for t in texts], dtype=torch.bool, device=input_ids.device)
-
-
-class Sampler:
-    """Batched, KV-cached sampling of one label's candidates."""
-
-    def __init__(self, bb: Backbone, task: Task, prompts: torch.Tensor, cfg: GenerationConfig, max_length: int) -> None:
-        self.bb, self.task, self.cfg = bb, task, cfg
-        self.enc = GenEncoder(task, bb, max_length + cfg.max_new_tokens, prompts.shape[1])
-        self.enc.max_target = cfg.max_new_tokens + 1
-        self.prompts = prompts.to(bb.device, bb.model.dtype)  # built once, reused by every round
-        self.pad = bb.tokenizer.pad_token_id
-
-    def _generate(self, label_index: int, context_ids: list[list[int]], seed: int) -> list[str]:
-        bb, cfg = self.bb, self.cfg
-        dev = bb.device
-        q = self.prompts[label_index]
-        n = q.shape[0]
-        width = max(len(c) for c in context_ids)
-        d = q.shape[-1]
-        embeds = q.new_zeros(len(context_ids), n + width, d)
-        mask = torch.zeros((len(context_ids), n + width), dtype=torch.long, device=dev)
-        for r, c in enumerate(context_ids):
-            e = bb.embed(torch.tensor(c, dtype=torch.long, device=dev).view(1, -1))[0]
-            # seq2seq encoder: [Q_l ; context ; pad ...]; causal: [pad ... ; Q_l ; context], so the
-            # last position of every row is real and generation continues the context directly
-            start = 0 if bb.is_seq2seq else width - len(c)
-            embeds[r, start:start + n] = q
-            embeds[r, start + n:start + n + len(c)] = e
-            mask[r, start:start + n + len(c)] = 1
-        torch.manual_seed(seed)
-        kwargs: dict[str, Any] = dict(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                                      repetition_penalty=cfg.repetition_penalty, max_new_tokens=cfg.max_new_tokens,
-                                      pad_token_id=self.pad, eos_token_id=self.enc.eos, use_cache=True)
-        if not cfg.multi_line:
-            kwargs["stopping_criteria"] = StoppingCriteriaList([LineEnd(bb.tokenizer)])
-        with torch.no_grad():
-            out = bb.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
-        return [bb.tokenizer.decode(o, skip_special_tokens=True).strip() for o in out]
-
-    def candidates(self, label_index: int, firsts: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-        """Examples (task fields + label) for the given conditioning rows."""
-        task = self.task
-        field = generated_field(task)
-        rows = [dict(f) for f in firsts]
-        if task.is_pair and self.cfg.first_texts == FirstTexts.GENERATOR:
-            lead = task.gen_template_for(task.labels[label_index]).split("{" + task.fields[0] + "}")[0]
-            lead_ids = self.enc._ids(lead.rstrip(" ")) + ([self.enc.eos] if self.bb.is_seq2seq else [])
-            texts = self._generate(label_index, [lead_ids or [self.enc.eos]] * len(rows), seed ^ 0x5EED)
-            for r, t in zip(rows, texts):
-                r[task.fields[0]] = first_text_line(t)
-        lab = task.labels[label_index]
-        context_ids = [self.enc.context(r, self.cfg.max_new_tokens + 1, lab) for r in rows]
-        texts = self._generate(label_index, context_ids, seed)
-        cut = (lambda t: t.strip()) if self.cfg.multi_line and not task.is_pair else first_text_line
-        return [{**{f: r[f] for f in task.fields[:-1]}, field: cut(t), "label": lab} for r, t in zip(rows, texts)]
-
-    @torch.no_grad()
-    def consistency(self, examples: list[dict[str, Any]]) -> list[float]:
-        """Own-label minus best-other-label mean token log-lik of the generated field."""
-        if not examples:
-            return []
-        L = self.task.num_labels
-        # each example under each label's prompt AND context (row = i·L + l)
-        enc = [self.enc.encode(ex, lab) for ex in examples for lab in self.task.labels]
-        context_ids = [c for c, _ in enc]
-        tgt = [t for _, t in enc]
-        rows = self.prompts.repeat(len(examples), 1, 1)
-        s = score_targets(self.bb, context_ids, tgt, rows)
-        mean = (s.token_logp.sum(1) / s.mask.sum(1).clamp(min=1)).view(len(examples), L)
-        own = torch.tensor([self.task.label_index(ex["label"]) for ex in examples], device=mean.device)
-        own_lp = mean.gather(1, own.view(-1, 1)).squeeze(1)
-        other = mean.masked_fill(torch.nn.functional.one_hot(own, L).bool(), float("-inf")).max(1).values
-        return (own_lp - other).tolist()
+def round_count(cfg: GenerationConfig, st: dict[str, Any], limit: int) -> int:
+    """Candidates in the next round of a label: ``round_size`` (default 4 x batch); the first round
+    ``n_per_label`` (at least a batch), and near the end of a label no more than its acceptance rate
+    so far says are needed (+20%), so little is generated past ``n_per_label``.  A function of the saved state only: a resumed run agrees."""
+    size = cfg.round_size or 4 * cfg.batch_size
+    if not st["attempts"]:  # no acceptance rate yet: the quota, but at least one full decode batch
+        size = min(size, max(cfg.n_per_label, cfg.batch_size))
+    elif st["kept"]:
+        need = cfg.n_per_label - st["kept"]
+        size = min(size, math.ceil(1.2 * need * st["attempts"] / st["kept"]))
+    return max(1, min(size, limit - st["attempts"]))
 
 
 def _first_text_pool(task: Task, cfg: GenerationConfig, data: str | Path | None) -> list[dict[str, Any]]:
@@ -345,6 +224,7 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
     filters = Filters(cfg, task)
     for row in output.rewind(state):  # drops what an interrupted round appended after the last commit
         filters.add(row)
+    t0, c0 = time.perf_counter(), time.process_time()
     sampler = Sampler(bb, task, prompts, cfg, int(meta["config"].get("max_length", 128)))
     prov = {"model": meta["model"], "mode": meta["mode"], "seed": cfg.seed}
     field = generated_field(task)
@@ -358,13 +238,11 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
             limit = cfg.n_per_label * cfg.max_attempts_factor
             while st["kept"] < cfg.n_per_label and st["attempts"] < limit:
                 r = st["round"]
-                order = random.Random(round_seed(cfg.seed, li, r)).choices(range(len(pool)), k=cfg.batch_size)
+                k = round_count(cfg, st, limit)
+                order = random.Random(round_seed(cfg.seed, li, r)).choices(range(len(pool)), k=k)
                 mine = dist.shard(order)
                 cands = sampler.candidates(li, [pool[i] for i in mine], round_seed(cfg.seed, li, r, dist.rank()))
-                scores = sampler.consistency([c for c in cands if all(str(c[f]).strip() for f in task.fields)])
-                it = iter(scores)
-                scored = [(c, next(it) if all(str(c[f]).strip() for f in task.fields) else float("nan")) for c in cands]
-                scored = [x for part in dist.gather_objects(scored) for x in part]
+                scored = _scored(sampler, filters, cands, task, max(16, cfg.batch_size))
                 kept = []
                 for c, s in scored:
                     if st["kept"] + len(kept) >= cfg.n_per_label:
@@ -377,7 +255,7 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
                     kept.append({**{f: c[f] for f in task.fields}, "label": lab, "score": round(float(s), 4),
                                  "provenance": prov})
                 st["round"] = r + 1
-                st["attempts"] += len(scored)
+                st["attempts"] += len(order)
                 st["kept"] += len(kept)
                 if dist.is_main():
                     output.commit(kept, state)
@@ -393,7 +271,10 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
               "n_per_label": cfg.n_per_label, "kept": {lab: s["kept"] for lab, s in state["labels"].items()},
               "attempts": {lab: s["attempts"] for lab, s in state["labels"].items()},
               "dropped": dict(state["dropped"]), "warnings": warns, "provenance": prov,
-              "config": asdict(cfg), "config_hash": key}
+              "config": asdict(cfg), "config_hash": key,
+              "timing": {"wall_s": round(time.perf_counter() - t0, 3),  # this process's share (a resumed run: its part)
+                         "cpu_s": round(time.process_time() - c0, 3),
+                         **(asdict(sampler.engine.stats) if sampler.engine else {})}}
     if dist.is_main():
         if not out.exists():
             out.touch()

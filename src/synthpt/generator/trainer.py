@@ -47,7 +47,7 @@ from synthpt.core.batches import Stream
 from synthpt.core.checkpointing import save_checkpoint
 from synthpt.core.errors import fail
 from synthpt.core.models import Backbone
-from synthpt.core.soft_prompt import init_from_vocab
+from synthpt.core.soft_prompt import embed_tokens, init_from_vocab
 from synthpt.core.training import TrainResult, checkpoint_path, resume, run_steps
 from synthpt.generator.config import GeneratorConfig
 from synthpt.generator.encoding import GenEncoder, Scored, score_targets, upcast
@@ -95,12 +95,11 @@ def init_label_prompts(bb: Backbone, task: Task, length: int, seed: int, from_wo
     base = init_from_vocab(bb, length, seed)
     out = base.unsqueeze(0).repeat(task.num_labels, 1, 1)
     if from_words:
-        table = bb.model.get_input_embeddings().weight.detach().float()
         for li, word in enumerate(task.words()):
             lead = "" if bb.is_seq2seq else " "
             ids = bb.tokenizer(lead + word, add_special_tokens=False)["input_ids"][-length:]
-            if ids:
-                out[li, length - len(ids):] = table[torch.tensor(ids, device=table.device)].cpu()
+            if ids:  # the embedding module's output, not the table's rows (Gemma scales them by √d)
+                out[li, length - len(ids):] = embed_tokens(bb, ids).to(out.device)
     return out
 
 

@@ -33,6 +33,7 @@ BUILTIN_MODULES: list[str] = [
     "synthpt.methods.baselines.zero_shot",  # zero-shot (Prompting)
     "synthpt.methods.baselines.icl",  # icl (In-Context)
     "synthpt.methods.baselines.finetune",  # ft, pft, pft+sp
+    "synthpt.methods.baselines.lora",  # lora
     "synthpt.methods.baselines.ppt",  # ppt
     "synthpt.methods.baselines.spot",  # spot
     "synthpt.methods.baselines.optima",  # optima
