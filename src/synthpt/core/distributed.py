@@ -2,10 +2,11 @@
 
 One code path serves one CPU process and ``accelerate launch`` on many GPUs: each stage
 computes the *global* batch of a step, takes its own slice (``shard``), and sums
-gradients with ``all_reduce_sum``; where a loss couples rows (a softmax over the batch, triplets,
-a lookahead step), ``all_reduce_sum_grad`` and ``gather_rows`` carry the coupling across processes.  Only the soft prompts (and DawGen's weight net) are
-trainable, so reducing their gradients by hand is all DDP would do, and it lets gradient
-surgery act on the all-reduced δ_real and δ_syn, which DDP's hooks would not allow.
+gradients with ``all_reduce_sum``; where a loss couples rows (a softmax over the batch,
+triplets, a lookahead step), ``all_reduce_sum_grad`` and ``gather_rows`` carry the coupling
+across processes.  Only the soft prompts (and DawGen's weight net) are trainable, so reducing
+their gradients by hand is all DDP would do, and it lets gradient surgery act on the
+all-reduced δ_real and δ_syn, which DDP's hooks would not allow.
 """
 
 from __future__ import annotations
