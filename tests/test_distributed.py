@@ -23,19 +23,23 @@ def _accelerate() -> str:
     return str(local) if local.exists() else "accelerate"
 
 
-def _launch(*args: str) -> list[str]:
-    """``accelerate launch --cpu`` with 2 processes on a port of its own (tests may run side by side)."""
+def _free_port() -> int:
+    """A port of its own for each launch (tests may run side by side)."""
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return [_accelerate(), "launch", "--cpu", "--num_processes", "2", "--main_process_port", str(port),
+        return sock.getsockname()[1]
+
+
+def _launch(*args: str) -> list[str]:
+    """``accelerate launch --cpu`` with 2 processes."""
+    return [_accelerate(), "launch", "--cpu", "--num_processes", "2", "--main_process_port", str(_free_port()),
             "-m", "synthpt", *args]
 
 
-def _run(cmd: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _run(cmd: list[str], timeout: int = 600, **env_extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     # On failure show the workers' own errors too: the launcher's traceback alone fills the tail.
     assert r.returncode == 0, _worker_errors(r.stderr) + "\n...\n" + r.stderr[-3000:]
@@ -106,8 +110,8 @@ def test_generate_two_processes_distinct_examples(data_dir, tmp_path):
 
 
 def test_generator_tune_two_processes(rte_split, tmp_path):
-    """DawGen's bi-level step under two processes: each takes half of every balanced batch, the W and Q
-    gradients are averaged across them, only the main process writes (one log line per step)."""
+    """DawGen's bi-level step under two processes: each takes half of every balanced batch, the
+    gradients of its shares of the losses are summed, only the main process writes (one log line per step)."""
     from synthpt.generator.saving import read_generator_meta
 
     out = tmp_path / "gen2"
@@ -142,18 +146,47 @@ def test_baseline_two_processes_equals_one(method, data_dir, tmp_path, baseline_
     assert len(log_b) == 12 and log_a == log_b
 
 
+def _same_record(a: dict, b: dict, rel: float) -> bool:
+    """Two log records with the same keys and values equal to ``rel`` (None where a term is absent)."""
+    return a.keys() == b.keys() and all(a[k] == b[k] if a[k] is None or b[k] is None else a[k] == pytest.approx(b[k], rel=rel)
+                                        for k in a)
+
+
 def test_generator_tune_two_processes_equals_one(rte_split, tmp_path):
-    """Both runs must finish; equal results are the goal, not yet reached: the sharded generator step
-    is the mean of per-process steps, not the global batch's step (see docs/training.md)."""
+    """The CLI in float32: two processes log the losses and save the prompts one process does.  The
+    weight net gets a looser bound: Adam divides by |g| + eps, so on gradient components near its
+    eps (W's projection, moved only through the meta-gradient) float32 rounding in the sums over
+    processes comes out as ~1e-5 in the parameter; the float64 test below checks the math tightly."""
     args = ["generator", "tune", "--task", "rte", "--data", str(rte_split), "--model", "tiny-gpt2", "--mode", "dawgen",
             "--max-steps", "2", "--batch-size", "4", "--prompt-length", "4", "--max-length", "96"]
     _run([sys.executable, "-m", "synthpt", *args, "--out", str(tmp_path / "one")])
     _run(_launch(*args, "--out", str(tmp_path / "two")))
-    gap = 0.0
-    for name in ("prompts.safetensors", "weight_net.safetensors"):
+    for name, tol in (("prompts.safetensors", 1e-5), ("weight_net.safetensors", 1e-4)):
         a, b = (load_file(str(tmp_path / d / name)) for d in ("one", "two"))
         assert a.keys() == b.keys()
-        gap = max([gap, *(float((a[k] - b[k]).abs().max()) for k in a)])
-    if gap > 1e-5:
-        pytest.xfail(f"2 processes differ from 1 by {gap:.2g}: per-label token means, the token softmax, L_disc's "
-                     "token mean, L_dist's triplets and the lookahead are each taken over one process's rows")
+        assert max(float((a[k] - b[k]).abs().max()) for k in a) <= tol, name
+    log_a, log_b = ([json.loads(ln) for ln in (tmp_path / d / "log.jsonl").read_text().splitlines()] for d in ("one", "two"))
+    assert len(log_a) == len(log_b) == 2
+    assert all(_same_record(ra, rb, 1e-5) for ra, rb in zip(log_a, log_b))
+
+
+def test_generator_step_two_processes_equals_one_in_float64(rte_split, tmp_path):
+    """Every mode, in float64: Q, W and the logged losses of two processes are one process's to
+    1e-10 — with one row of each label per process (batch 4: L_dist's triplets all cross processes)
+    and with shards holding unequal label counts (batch 6)."""
+    worker = str(Path(__file__).with_name("gen_worker.py"))
+    _run([sys.executable, worker, str(rte_split), str(tmp_path / "one.pt"), "2", "4,6"])
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+          worker, str(rte_split), str(tmp_path / "two.pt"), "2", "4,6"], ACCELERATE_USE_CPU="true")
+    import torch
+
+    one, two = (torch.load(tmp_path / f, weights_only=False) for f in ("one.pt", "two.pt"))
+    assert (one.pop("processes"), two.pop("processes")) == (1, 2)
+    assert sorted(one) == sorted(two) and len(one) == 6
+    for key, a in one.items():
+        b = two[key]
+        assert float((a["Q"] - b["Q"]).abs().max()) <= 1e-10, key
+        assert max(float((a["W"][n] - b["W"][n]).abs().max()) for n in a["W"]) <= 1e-10, key
+        assert all(_same_record(ra, rb, 1e-10) for ra, rb in zip(a["log"], b["log"], strict=True)), key
+        if key[0] == "dawgen":
+            assert all(r["L_dist"] > 0 for r in b["log"]), key  # triplets across processes count

@@ -2,9 +2,11 @@
 
 One code path serves one CPU process and ``accelerate launch`` on many GPUs: each stage
 computes the *global* batch of a step, takes its own slice (``shard``), and sums
-gradients with ``all_reduce_sum``.  Only the soft prompts (and DawGen's weight net) are
-trainable, so reducing their gradients by hand is all DDP would do, and it lets gradient
-surgery act on the all-reduced δ_real and δ_syn, which DDP's hooks would not allow.
+gradients with ``all_reduce_sum``; where a loss couples rows (a softmax over the batch,
+triplets, a lookahead step), ``all_reduce_sum_grad`` and ``gather_rows`` carry the coupling
+across processes.  Only the soft prompts (and DawGen's weight net) are trainable, so reducing
+their gradients by hand is all DDP would do, and it lets gradient surgery act on the
+all-reduced δ_real and δ_syn, which DDP's hooks would not allow.
 """
 
 from __future__ import annotations
@@ -76,6 +78,61 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     t = t.contiguous().clone()
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
+    """Elementwise maximum over processes (not differentiable: used for shifts that cancel out)."""
+    if world_size() == 1:
+        return t
+    import torch.distributed as dist
+
+    t = t.detach().contiguous().clone()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
+class _SumOverProcesses(torch.autograd.Function):
+    """Σ_p t_p on every process, with Σ_p of the incoming gradients as its gradient.
+
+    Why the backward sums too: each process's loss uses the sum, so the gradient that reaches
+    process p's share is the sum of every process's gradient w.r.t. the sum.  The backward calls
+    this Function again, so the sum stays differentiable to any order (the lookahead's meta-gradient
+    differentiates through a gradient that was itself all-reduced)."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
+        return all_reduce_sum(t)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return _SumOverProcesses.apply(grad)
+
+
+def all_reduce_sum_grad(t: torch.Tensor) -> torch.Tensor:
+    """:func:`all_reduce_sum` that autograd can differentiate (any number of times); ``t`` itself in
+    one process.  Every process must run the backward of the same graph (the backward is a
+    collective too), which holds here: each builds the same graph on its own rows."""
+    if world_size() == 1:
+        return t
+    return _SumOverProcesses.apply(t)
+
+
+def shard_mask(n: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """(n,) bool: which positions of a global list of ``n`` items :func:`shard` gives this process."""
+    keep = torch.zeros(n, dtype=torch.bool, device=device)  # (n,)
+    keep[rank() :: world_size()] = True
+    return keep
+
+
+def gather_rows(t: torch.Tensor, n: int) -> torch.Tensor:
+    """(b, ...) this process's rows of a :func:`shard`-ed global batch of ``n`` rows -> (n, ...) every
+    process's rows in the global order, differentiable: the gradient of a row comes back to the
+    process that owns it, summed over every process that used it.  ``t`` itself in one process."""
+    if world_size() == 1:
+        return t
+    pos = torch.arange(rank(), n, world_size(), device=t.device)  # (b,) global positions of our rows
+    full = t.new_zeros((n, *t.shape[1:])).index_copy(0, pos, t)  # (n, ...): ours, zeros elsewhere
+    return all_reduce_sum_grad(full)  # (n, ...): x + 0 = x, so the rows arrive exact
 
 
 def gather_objects(obj: Any) -> list[Any]:

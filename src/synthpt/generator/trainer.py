@@ -22,8 +22,12 @@ keeps the fused kernels.
 Batches are a pure function of (seed, step): each label contributes ⌈B/L⌉ examples from
 its own seeded stream, so every label's L_wGen and every triplet of L_dist exist in every
 step, and a resumed run sees exactly the batches of an uninterrupted one.  Under
-``accelerate launch`` each process takes a slice of the global batch, computes the
-lookahead on its slice, and the gradients of W and Q are all-reduced (averaged) by hand.
+``accelerate launch`` each process takes a slice of the global batch and computes its *share*
+of every loss (its rows' sum over the whole batch's counts, see :mod:`.losses`): the softmax
+normaliser of the token weights is summed over processes, L_dist runs on the gathered
+embeddings, the lookahead uses the global gradient of Q (a differentiable all-reduce, so the
+meta-gradient flows back to every process's rows), and the gradients of W and Q are summed —
+the global batch's step, to float rounding.  In one process none of this runs.
 """
 
 from __future__ import annotations
@@ -47,7 +51,17 @@ from synthpt.core.soft_prompt import embed_tokens, init_from_vocab
 from synthpt.core.training import TrainResult, checkpoint_path, resume, run_steps
 from synthpt.generator.config import GeneratorConfig
 from synthpt.generator.encoding import GenEncoder, Scored, score_targets, upcast
-from synthpt.generator.losses import disc_loss, dist_loss, pooled, token_weights, weighted_lm_loss
+from synthpt.generator.losses import (
+    disc_loss,
+    dist_loss,
+    exp_total,
+    label_token_counts,
+    masked_max,
+    pooled,
+    token_weights,
+    token_weights_shared,
+    weighted_lm_loss,
+)
 from synthpt.tasks import Task
 
 
@@ -118,6 +132,9 @@ class GeneratorTrainer:
             raise fail(f"generator tuning needs training examples of every label; none for {empty}")
         self.streams = [Stream(len(rows), cfg.seed, 100 + li) for li, rows in enumerate(self.by_label)]
         self.per_label = max(1, math.ceil(cfg.batch_size / self.L))
+        if self.per_label * self.L < dist.world_size():  # a process without rows has no share to give
+            raise fail(f"a generator batch of {self.per_label * self.L} rows cannot be split over "
+                       f"{dist.world_size()} processes; raise --batch-size")
         self.weighted = cfg.mode != "plain"
         if self.weighted and hasattr(bb.model, "set_attn_implementation"):
             if getattr(bb.model.config, "_attn_implementation", "eager") not in ("eager", "sdpa"):
@@ -150,22 +167,42 @@ class GeneratorTrainer:
     # ---- the losses ---------------------------------------------------------------------
     def dawgen_loss(self, nll: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor, y: torch.Tensor,
                     W: WeightNet | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(L_DawGen, mean_l L_wGen, L_dist or None) from the kept per-token graph."""
+        """(L_DawGen, mean_l L_wGen, L_dist or None) from the kept per-token graph (this process's
+        share of each under several processes; the shares sum to the global batch's values)."""
+        sharded = dist.world_size() > 1
         if W is None:
-            w = mask.to(nll.dtype)
+            w = mask.to(nll.dtype)  # (b, T)
         else:
-            w = token_weights(W.scores(upcast(hidden.detach())), mask)
-        l_wgen, _ = weighted_lm_loss(nll, w, mask, y, self.L)
+            w = self._token_weights(W.scores(upcast(hidden.detach())), mask)  # (b, T)
+        counts = dist.all_reduce_sum(label_token_counts(mask, y, self.L)) if sharded else None  # (L,) N_l
+        l_wgen, _ = weighted_lm_loss(nll, w, mask, y, self.L, counts)  # ()
         if W is None or self.cfg.mode != "dawgen":
             return l_wgen, l_wgen, None
-        l_dist = dist_loss(W.project(pooled(upcast(hidden), mask)), y, self.cfg.dist_margin)
+        emb = W.project(pooled(upcast(hidden), mask))  # (b, p)
+        if sharded:  # every triplet of the global batch; this process owns those anchored at its rows
+            B = self.per_label * self.L
+            l_dist = dist_loss(dist.gather_rows(emb, B), dist.gather_rows(y, B), self.cfg.dist_margin,
+                               anchors=dist.shard_mask(B, emb.device))  # ()
+        else:
+            l_dist = dist_loss(emb, y, self.cfg.dist_margin)  # ()
         return l_wgen + self.cfg.dist_weight * l_dist, l_wgen, l_dist
 
+    @staticmethod
+    def _token_weights(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(b, T) w_j = N · softmax_j(s_j) over the *global* batch's tokens: the shift, normaliser and
+        count are summed over processes (the normaliser differentiably: w depends on W through it)."""
+        if dist.world_size() == 1:
+            return token_weights(scores, mask)  # (b, T)
+        shift = dist.all_reduce_max(masked_max(scores, mask))  # ()
+        total = dist.all_reduce_sum_grad(exp_total(scores, mask, shift))  # ()
+        count = dist.all_reduce_sum(mask.to(scores.dtype).sum())  # ()
+        return token_weights_shared(scores, mask, shift, total, count)  # (b, T)
+
     def _reduce(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
-        ws = dist.world_size()
-        if ws == 1:
+        """Sum of every process's gradients: each is the gradient of its share of the loss."""
+        if dist.world_size() == 1:
             return grads
-        flat = dist.all_reduce_sum(torch.cat([g.reshape(-1) for g in grads])) / ws
+        flat = dist.all_reduce_sum(torch.cat([g.reshape(-1) for g in grads]))  # (Σ numel,)
         out, o = [], 0
         for g in grads:
             out.append(flat[o:o + g.numel()].view_as(g))
@@ -185,8 +222,9 @@ class GeneratorTrainer:
     def lookahead_disc(self, mine: list[int], tgt: list[list[int]], y: torch.Tensor, s: Scored) -> torch.Tensor:
         """L_disc(Q'(W)) with Q' = Q − α ∇Q L_DawGen(Q; W): differentiable in W (the meta-objective)."""
         loss0, _, _ = self.dawgen_loss(-s.token_logp, s.hidden, s.mask, y, self.W)
-        (g,) = torch.autograd.grad(loss0, self.Q, create_graph=True)
-        q_look = self.Q - self.cfg.inner_lr * g
+        (g,) = torch.autograd.grad(loss0, self.Q, create_graph=True)  # (L, n, d) this process's share
+        g = dist.all_reduce_sum_grad(g)  # (L, n, d) the global batch's gradient, still a function of W
+        q_look = self.Q - self.cfg.inner_lr * g  # (L, n, d)
         # every example under every label's lookahead prompt and context, one forward of B·L rows
         # (row = i·L + l); the target ids do not depend on the label, only the context does
         B = len(mine)
@@ -194,13 +232,16 @@ class GeneratorTrainer:
         context_ids_all = [self._encoded(i, lab)[0] for i in mine for lab in self.task.labels]
         sd = score_targets(self.bb, context_ids_all, [t for t in tgt for _ in range(self.L)], rows_p)
         T = sd.token_logp.shape[1]
-        return disc_loss(sd.token_logp.view(B, self.L, T), y, sd.mask.view(B, self.L, T)[:, 0])
+        mask = sd.mask.view(B, self.L, T)[:, 0]  # (B, T) targets do not depend on the label
+        n_tokens = dist.all_reduce_sum(mask.to(torch.float32).sum()) if dist.world_size() > 1 else None  # ()
+        return disc_loss(sd.token_logp.view(B, self.L, T), y, mask, n_tokens)  # () this process's share
 
     @torch.no_grad()
     def loss_at(self, step: int) -> float:
         """L_DawGen(Q; W) on the batch of ``step`` with the current Q and W (for checks)."""
         _, _, y, s = self.forward_own(step)
-        return float(self.dawgen_loss(-s.token_logp, s.hidden, s.mask, y, self.W if self.weighted else None)[0])
+        return float(dist.all_reduce_sum(self.dawgen_loss(-s.token_logp, s.hidden, s.mask, y,
+                                                          self.W if self.weighted else None)[0]))
 
     def train_step(self, step: int) -> dict[str, Any]:
         """One update of Q (and, in weighted modes, W) on the batch of ``step``."""
@@ -219,7 +260,7 @@ class GeneratorTrainer:
             gw = torch.autograd.grad(l_disc, list(self.W.parameters()), allow_unused=True, retain_graph=True)
             gw = [torch.zeros_like(p) if gi is None else gi for gi, p in zip(gw, self.W.parameters())]
             gw = self._reduce(gw)
-            l_disc_val = float(l_disc.detach())
+            l_disc_val = float(dist.all_reduce_sum(l_disc.detach()))  # the same on every process
             # a batch skipped below must leave W as it found it: keep W and Adam's moments to put back
             saved_w = copy.deepcopy((self.W.state_dict(), self.opt_w.state_dict())) if cfg.skip_nonfinite else None
             if all(torch.isfinite(gi).all() for gi in gw) and math.isfinite(l_disc_val):
@@ -233,8 +274,7 @@ class GeneratorTrainer:
         (gq,) = self._reduce([gq])
         vals = torch.stack([loss.detach(), l_wgen.detach(),
                             l_dist.detach() if l_dist is not None else torch.zeros((), device=dev)])
-        if dist.world_size() > 1:
-            vals = dist.all_reduce_sum(vals) / dist.world_size()
+        vals = dist.all_reduce_sum(vals)  # (3,) shares -> global values
         rec.update(L_wGen=float(vals[1]), L_disc=l_disc_val,
                    L_dist=float(vals[2]) if l_dist is not None else None, L_DawGen=float(vals[0]))
         bad = [k for k in ("L_wGen", "L_disc", "L_dist", "L_DawGen") if rec[k] is not None and not math.isfinite(rec[k])]
