@@ -37,9 +37,9 @@ class GeneratorConfig:
         'plain (unweighted)',
     )
     prompt_length: int = knob(20, 'soft prompt tokens per label')
-    init_from_label_words: bool = knob(
-        True, "start each label prompt's last tokens at its label word")
+    init_from_label_words: bool = knob(True, "start each label prompt's last tokens at its label word")
     lr: float = knob(0.01, 'Adam learning rate of the label prompts Q')
+    # the weight net W and the bi-level step (weighted modes)
     meta_lr: float = knob(0.005, 'Adam learning rate of the weight net W')
     inner_lr: float = knob(1.0, "step size alpha of the differentiable lookahead Q' = Q - alpha grad")
     dist_weight: float = knob(1.0, 'lambda, weight of L_dist in L_DawGen')

@@ -300,9 +300,8 @@ class GeneratorTrainer:
     def load_state_dict(self, st: dict[str, Any]) -> None:
         with torch.no_grad():
             self.Q.copy_(st["Q"].to(self.Q.device))
-        self.W.load_state_dict(st["W"])
-        self.opt_q.load_state_dict(st["opt_q"])
-        self.opt_w.load_state_dict(st["opt_w"])
+        for part, key in ((self.W, "W"), (self.opt_q, "opt_q"), (self.opt_w, "opt_w")):
+            part.load_state_dict(st[key])
         self.global_step = int(st["step"])
 
     def try_resume(self) -> bool:
