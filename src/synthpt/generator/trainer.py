@@ -247,8 +247,8 @@ class GeneratorTrainer:
         """One update of Q (and, in weighted modes, W) on the batch of ``step``."""
         cfg = self.cfg
         dev = self.bb.device
-        mine, tgt, y, s = self.forward_own(step)
-        nll, mask = -s.token_logp, s.mask
+        mine, tgt, y, s = self.forward_own(step)  # y (B,); s.token_logp, s.mask (B, T); s.hidden (B, T, d)
+        nll, mask = -s.token_logp, s.mask  # (B, T) each
         rec: dict[str, Any] = {"step": step + 1}
         l_disc_val = None
         saved_w = None
@@ -256,7 +256,7 @@ class GeneratorTrainer:
             loss, l_wgen, l_dist = self.dawgen_loss(nll, s.hidden, mask, y, None)
         else:
             # (1)+(2) lookahead Q'(W) and the meta-gradient of L_disc(Q'(W)) w.r.t. W
-            l_disc = self.lookahead_disc(mine, tgt, y, s)
+            l_disc = self.lookahead_disc(mine, tgt, y, s)  # () L_disc(Q'(W)), graph to W
             gw = torch.autograd.grad(l_disc, list(self.W.parameters()), allow_unused=True, retain_graph=True)
             gw = [torch.zeros_like(p) if gi is None else gi for gi, p in zip(gw, self.W.parameters())]
             gw = self._reduce(gw)
@@ -270,7 +270,7 @@ class GeneratorTrainer:
                 self.opt_w.zero_grad(set_to_none=True)
             # (3) the real Q step on L_DawGen(Q; W_new): new weights, kept graph, no new forward
             loss, l_wgen, l_dist = self.dawgen_loss(nll, s.hidden, mask, y, self.W)
-        (gq,) = torch.autograd.grad(loss, self.Q)
+        (gq,) = torch.autograd.grad(loss, self.Q)  # (L, n, d)
         (gq,) = self._reduce([gq])
         vals = torch.stack([loss.detach(), l_wgen.detach(),
                             l_dist.detach() if l_dist is not None else torch.zeros((), device=dev)])

@@ -171,10 +171,10 @@ class PromptTrainer:
         mine = dist.shard(rows)
         paired = cfg.strategy == "paired"
         dev = self.bb.device
-        is_syn = torch.tensor([r.source == "syn" for r in mine], device=dev)
-        y = torch.tensor([self.labels[r.source][r.index] for r in mine], device=dev)
-        views, scores = self.score_rows(mine)
-        ce = F.cross_entropy(scores, y, reduction="none")
+        is_syn = torch.tensor([r.source == "syn" for r in mine], device=dev)  # (B,) this process's rows
+        y = torch.tensor([self.labels[r.source][r.index] for r in mine], device=dev)  # (B,) label indices
+        views, scores = self.score_rows(mine)  # (V, n, d) prompt views (real, syn), (B, L) label log-probs
+        ce = F.cross_entropy(scores, y, reduction="none")  # (B,)
         if cfg.label_smoothing > 0 and n_syn:
             ce_ls = F.cross_entropy(scores, y, reduction="none", label_smoothing=cfg.label_smoothing)
             ce = torch.where(is_syn, ce_ls, ce)
@@ -183,12 +183,12 @@ class PromptTrainer:
         else:
             w = torch.full_like(ce, 1.0 / len(rows))
         loss = (ce * w).sum()
-        (g_views,) = torch.autograd.grad(loss, views)
+        (g_views,) = torch.autograd.grad(loss, views)  # (V, n, d): δ of each view
         # [δ_real, δ_syn] of this process's rows; float64 across processes, so the result hardly
         # depends on how rows are split among them
         parts = g_views.double()
         # masked sums, not ce * mask: a NaN in one kind of row must not leak into the other's loss
-        stats = torch.stack([ce[~is_syn].sum(), ce[is_syn].sum()]).detach().double()
+        stats = torch.stack([ce[~is_syn].sum(), ce[is_syn].sum()]).detach().double()  # (2,)
         parts = dist.all_reduce_sum(parts)
         stats = dist.all_reduce_sum(stats)
         loss_real = float(stats[0]) / max(n_real, 1)
