@@ -65,3 +65,13 @@ def test_time_and_memory_of_figure_1_come_from_one_measurement_per_run(monkeypat
             ("pt_step_time_vs_peft", "tiny"), ("pt_step_time_vs_peft", "real"),
             ("pt_step_memory_vs_peft", "tiny"), ("pt_step_memory_vs_peft", "real")]
     assert calls == ["tiny", "real", "tiny", "real"]
+
+
+def test_real_model_generation_figures_skip_in_one_line(monkeypatch):
+    """Without the model, the Stage 2 figures are one skipped line (and the function's imports resolve:
+    a merge once left it importing a helper that had moved)."""
+    from synthpt.bench import generation
+
+    monkeypatch.setattr(generation, "smollm2_available", lambda: "smollm2-135m is not installed (test)")
+    (line,) = generation.real_model_figures(quick=True)
+    assert line["skipped"].startswith("smollm2-135m is not installed") and line["value"] is None

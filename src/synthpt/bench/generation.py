@@ -200,7 +200,7 @@ def _ours(gdir: Path, cfg: Any, split: Path, out: Path) -> dict[str, Any]:
 def real_model_figures(quick: bool = True, data_dir: str | Path | None = None,
                        tasks: tuple[str, ...] = ("sst-2", "mrpc")) -> list[dict[str, Any]]:
     """The real-model figures (see the module's docstring); one ``skipped`` line without the model."""
-    from synthpt.bench.figures import _result
+    from synthpt.bench.common import result as _result
     from synthpt.generator.generation import GenerationConfig
 
     why = smollm2_available()
