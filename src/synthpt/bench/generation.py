@@ -155,11 +155,11 @@ def hf_side(bb: Backbone, gdir: Path, cfg: Any, split: Path) -> dict[str, Any]:
     rows (the same draws of first texts, batch size and sampling), then the same filters, every
     candidate scored under every label (:meth:`Sampler.consistency` without the engine)."""
     from synthpt.generator.filters import Filters
-    from synthpt.generator.generation import Sampler, _first_text_pool, round_seed, task_from_dict
+    from synthpt.generator.generation import Sampler, _first_text_pool, round_seed
     from synthpt.generator.saving import load_prompts, read_generator_meta
 
     meta = read_generator_meta(gdir)
-    task = task_from_dict(meta["task"])
+    task = Task.from_dict(meta["task"])
     s = Sampler(bb, task, load_prompts(gdir, task), cfg, int(meta["config"]["max_length"]))
     s.engine = None
     pool = _first_text_pool(task, cfg, split)
