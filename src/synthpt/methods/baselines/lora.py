@@ -46,6 +46,7 @@ from synthpt.methods import register
 from synthpt.methods.base import Context, Method
 from synthpt.methods.baselines.common import count_trainable, option
 from synthpt.prompt_tuning.strategies import BatchPlan
+from synthpt.prompt_tuning.trainer import lr_lambda
 from synthpt.tasks import Task
 
 
@@ -97,9 +98,7 @@ class LoraTrainer:
         self.bb.model.eval()
         self.params = [p for p in bb.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=opts.lr, weight_decay=0.0)
-        warm, steps = pt.warmup_steps, pt.max_steps
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(pt))  # PT's linear warm-up and decay
         self.plan = BatchPlan("real", len(train), 0, pt.batch_size, pt.batch_size, pt.max_steps, pt.seed)
         self.labels = [task.label_index(e["label"]) for e in train]
         self._ids: dict[int, list[int]] = {}
