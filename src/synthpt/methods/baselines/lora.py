@@ -190,16 +190,13 @@ class LoraTrainer:
         return res
 
 
-def run_lora(ctx: Context, target: Path, pt: Any, opts: LoraOptions, restart: bool) -> dict[str, Any]:
+def run_lora(ctx: Context, target: Path, pt: Any, opts: LoraOptions) -> dict[str, Any]:
     """Train (or resume) LoRA on the cell's split, evaluate the best weights on the test subset, save."""
     from synthpt.core.models import load_backbone
     from synthpt.methods.baselines.common import splits
 
     parts = splits(ctx)
     target.mkdir(parents=True, exist_ok=True)
-    if restart:
-        for name in ("checkpoint.pt", "log.jsonl", "metrics.json"):
-            (target / name).unlink(missing_ok=True)
     bb = load_backbone(ctx.model, device=dist.device())  # its own copy: LoRA layers go into it
     t0 = time.perf_counter()
     trainer = LoraTrainer(ctx.task, bb, pt, opts, parts["train"], parts["dev"], out=target, progress=ctx.progress)
@@ -227,7 +224,7 @@ class LoraMethod(Method):
         key_cfg = {"split": ctx.split.result["fingerprint"], "task": ctx.task.to_dict(), "model": ctx.model,
                    "prompt_tuning": asdict(pt), "lora": asdict(opts), "max_eval": ctx.max_eval}
         res = ctx.stage("lora", f"{ctx.task.name}-lora-s{ctx.seed}", key_cfg, "lora",
-                        lambda target, restart: run_lora(ctx, target, pt, opts, restart))
+                        lambda target, restart: run_lora(ctx, target, pt, opts))
         return dict(res.result)
 
 
