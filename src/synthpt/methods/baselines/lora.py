@@ -169,6 +169,8 @@ class LoraTrainer:
         self.best_dev, self.best_state = dict(st["best_dev"]), st["best_state"]
 
     def save_checkpoint(self) -> None:
+        if self.out is None or not dist.is_main():  # state_dict() copies tensors to CPU: only for the writer
+            return
         save_checkpoint(checkpoint_path(self.out), self.state_dict())
 
     def try_resume(self) -> bool:
