@@ -298,7 +298,7 @@ class FineTuneMethod(Method):
         def build(target: Path, restart: bool) -> dict[str, Any]:
             return self.train(ctx, opts, target)
 
-        res = ctx.stage("finetune", f"{ctx.task.name}-{self.name}-s{ctx.seed}", key_cfg, "finetune", build)
+        res = ctx.cached("finetune", f"{ctx.task.name}-{self.name}-s{ctx.seed}", key_cfg, build)
         return dict(res.result)
 
     def train(self, ctx: Context, opts: dict[str, Any], out: Path) -> dict[str, Any]:

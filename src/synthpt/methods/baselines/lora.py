@@ -225,8 +225,8 @@ class LoraMethod(Method):
         opts = lora_options(ctx)
         key_cfg = {"split": ctx.split.result["fingerprint"], "task": ctx.task.to_dict(), "model": ctx.model,
                    "prompt_tuning": asdict(pt), "lora": asdict(opts), "max_eval": ctx.max_eval}
-        res = ctx.stage("lora", f"{ctx.task.name}-lora-s{ctx.seed}", key_cfg, "lora",
-                        lambda target, restart: run_lora(ctx, target, pt, opts))
+        res = ctx.cached("lora", f"{ctx.task.name}-lora-s{ctx.seed}", key_cfg,
+                         lambda target, restart: run_lora(ctx, target, pt, opts))
         return dict(res.result)
 
 
