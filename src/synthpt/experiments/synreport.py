@@ -28,6 +28,7 @@ from typing import Any
 from synthpt.core.io import atomic_write_text, write_json
 from synthpt.core.runinfo import config_hash
 from synthpt.data.synstats import sample_per_label, synthetic_stats
+from synthpt.methods.base import file_fingerprint
 from synthpt.tasks import Task
 
 REPORT_VERSION = 1
@@ -44,12 +45,6 @@ def report_paths(path: Path) -> dict[str, Path]:
     """``x/synthetic.jsonl`` -> ``x/synthetic.report.md`` / ``.png`` / ``.json``."""
     stem = Path(path).with_suffix("")
     return {ext: stem.with_name(f"{stem.name}.report.{ext}") for ext in ("md", "png", "json")}
-
-
-def _fingerprint(paths: list[Path]) -> str:
-    from synthpt.methods.base import file_fingerprint
-
-    return file_fingerprint(paths)
 
 
 def judge_encoder(task: Task, bb: Any, prompt: Any, max_length: int) -> Any:
@@ -88,8 +83,8 @@ def write_synthetic_report(path: str | Path, task: Task, split_dir: str | Path, 
 
     path = Path(path)
     out = report_paths(path)
-    key = config_hash({"v": REPORT_VERSION, "rows": _fingerprint([path]), "split": str(Path(split_dir).resolve()),
-                       "judges": [(j.name, j.model, _fingerprint(sorted(j.prompt_dir.glob("adapter_*")))
+    key = config_hash({"v": REPORT_VERSION, "rows": file_fingerprint([path]), "split": str(Path(split_dir).resolve()),
+                       "judges": [(j.name, j.model, file_fingerprint(sorted(j.prompt_dir.glob("adapter_*")))
                                    if j.prompt_dir else None) for j in judges],
                        "judge_rows": judge_rows, "seed": seed, "max_length": max_length})
     try:
