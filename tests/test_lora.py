@@ -118,3 +118,13 @@ def test_method_runs_is_cached_and_saves_a_peft_adapter(data_dir: Path, tmp_path
     again = evaluate(get_task("rte"), Backbone(peft.base_model.model, base.tokenizer, "x", True), test, None, 64,
                      max_length=96)
     assert again["accuracy"] == m["test"]["accuracy"]
+
+
+def test_follows_prompt_tunings_warmup_and_linear_decay():
+    """The learning rate of each step, by hand: warm-up 2 of 6 steps, then linear decay to 0."""
+    import dataclasses
+
+    pt = dataclasses.replace(PT, warmup_steps=2, max_steps=6)
+    trainer = LoraTrainer(TASK, _fresh("tiny-gpt2"), pt, LoraOptions(r=2, lr=1e-2), TRAIN, [], progress=False)
+    seen = [trainer.train_step(s)["lr"] for s in range(6)]
+    assert seen == pytest.approx([1e-2 * f for f in (1 / 2, 2 / 2, 4 / 4, 3 / 4, 2 / 4, 1 / 4)])

@@ -297,3 +297,15 @@ def test_scale_cpu_config_runs_on_tiny_models(tmp_path, data_dir, fake_gen):  # 
     for name in ("sweep.md", "sweep.png", "table-n_per_label=8.md", "synthetic.md"):
         assert (tmp_path / "scale" / name).is_file(), name
     assert "Gain capture" in (tmp_path / "scale" / "table-n_per_label=4.md").read_text()
+
+
+def test_table_and_sweep_captions_share_the_seed_phrase_and_gain_capture_definition():
+    from synthpt.experiments.tables import MIN_GAP, gain_capture_note, seed_phrase
+
+    assert seed_phrase([42]) == "one seed (42), so every std is 0"
+    assert seed_phrase([13, 42]) == "mean ± std over seeds 13, 42"
+    assert seed_phrase([]) == "mean ± std over seeds none yet" and seed_phrase([], empty="").endswith("seeds ")
+    for note in (gain_capture_note(), gain_capture_note(sweep=True)):
+        assert "(Ours − PT) / (oracle − PT)" in note and "oracle = PT + held-out gold rows" in note
+        assert f"n/a where the oracle gains less than {MIN_GAP * 100:.0f} point" in note
+    assert "AVG from the AVG column" in gain_capture_note() and "as in the tables" in gain_capture_note(sweep=True)

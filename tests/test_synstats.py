@@ -87,3 +87,38 @@ def test_report_beside_the_set_with_a_zero_shot_judge(tmp_path, rte_split):
     assert write_synthetic_report(path, task, rte_split, [Judge("zero-shot", "tiny-t5")], judge_rows=8, seed=1,
                                   max_length=96) == s
     assert out["md"].stat().st_mtime_ns == stamp  # nothing redone
+
+
+def test_a_judge_scores_the_dev_rows_once_per_split(tmp_path, rte_split, monkeypatch):
+    """Two sets of one split, one shared ``dev_scores``: the judge's dev accuracy is computed
+    once and both reports carry the same number (what grid_reports relies on)."""
+    import synthpt.core.classify as classify
+    from synthpt.core.io import write_jsonl
+    from synthpt.data import load_split
+    from synthpt.experiments.synreport import Judge, write_synthetic_report
+    from synthpt.tasks import get_task
+
+    task = get_task("rte")
+    rows = load_split(rte_split, task)["train"]
+    calls = []
+    real = classify.evaluate
+    monkeypatch.setattr(classify, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    dev_scores: dict = {}
+    reports = []
+    for name, part in (("a", rows[:16]), ("b", rows[16:])):
+        path = tmp_path / name / "synthetic.jsonl"
+        path.parent.mkdir()
+        write_jsonl(path, part)
+        write_synthetic_report(path, task, rte_split, [Judge("zero-shot", "tiny-t5")], judge_rows=8, seed=1,
+                               max_length=96, dev_scores=dev_scores)
+        reports.append(json.loads((path.parent / "synthetic.report.json").read_text())["judges"]["zero-shot"])
+    assert len(calls) == 1 and len(dev_scores) == 1
+    assert reports[0]["dev_accuracy"] == reports[1]["dev_accuracy"] == next(iter(dev_scores.values()))
+    fresh = tmp_path / "c" / "synthetic.jsonl"
+    fresh.parent.mkdir()
+    write_jsonl(fresh, rows[:16])
+    alone = write_synthetic_report(fresh, task, rte_split, [Judge("zero-shot", "tiny-t5")], judge_rows=8, seed=1,
+                                   max_length=96)  # no shared dict: scored afresh, the same number
+    assert len(calls) == 2
+    assert json.loads((fresh.parent / "synthetic.report.json").read_text())["judges"]["zero-shot"][
+        "dev_accuracy"] == reports[0]["dev_accuracy"] and alone["rows"] == 16

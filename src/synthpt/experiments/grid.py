@@ -224,10 +224,11 @@ def write_outputs(st: Settings, records: list[dict[str, Any]], tasks: list[str],
     specs = [(f"table{suffix}", fill_title(st.name or "All methods", st) + where, [r.name for r in rows])]
     specs += [(f"table-{t.name}{suffix}", fill_title(t.title, st) + where, [m for m in t.methods if m in displays])
               for t in st.tables]
-    written = []
+    written, built = [], []
     for stem, title, names in specs:
         table = tb.build_table(records, [(n, displays[n]) for n in names], tasks)
         table.backbones, table.generators = models_used(st, [by_name[n] for n in names])
+        built.append(table)
         atomic_write_text(out / f"{stem}.md", tb.to_markdown(table, title) + "\n" + tb.caption(table) + "\n")
         atomic_write_text(out / f"{stem}.csv", tb.to_csv(table))
         atomic_write_text(out / f"{stem}.tex", tb.to_latex(table, f"{title}. {tb.caption(table)}"))
@@ -235,11 +236,10 @@ def write_outputs(st: Settings, records: list[dict[str, Any]], tasks: list[str],
     if st.plots:
         from synthpt.experiments.plots import plot_conflicts, plot_methods
 
-        table = tb.build_table(records, [(r.name, displays[r.name]) for r in rows], tasks)
-        backbones, _ = models_used(st, rows)
+        table = built[0]  # specs[0]: every row
         seed_list = ", ".join(map(str, table.seeds))
         if plot_methods(table, out / f"methods{suffix}.png",
-                        f"Methods per task on {', '.join(backbones)}{where} (mean ± std over seeds {seed_list})"):
+                        f"Methods per task on {', '.join(table.backbones)}{where} (mean ± std over seeds {seed_list})"):
             written.append(f"methods{suffix}.png")
         if plot_conflicts(records, tasks, out / f"conflicts{suffix}.png", base=out):
             written.append(f"conflicts{suffix}.png")

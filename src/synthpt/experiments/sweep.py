@@ -111,12 +111,13 @@ class SweepCell:
     n_seeds: int
 
 
-def sweep_cells(points: list[Point], records: list[dict[str, Any]], tasks: list[str],
-                rows: list[tuple[str, str]]) -> dict[tuple[str, str], SweepCell]:
-    """(row name, point label) -> its statistics; AVG's std is over seeds of the per-seed task mean."""
+def sweep_cells(points: list[Point], records: list[dict[str, Any]], tasks: list[str], rows: list[tuple[str, str]],
+                ) -> tuple[dict[tuple[str, str], SweepCell], dict[str, dict[str, tuple[float | None, float]]]]:
+    """(row name, point label) -> its statistics (AVG's std is over seeds of the per-seed task mean),
+    and point label -> its gain-capture row where its table has one: one table per point for both."""
     from synthpt.experiments import tables as tb
 
-    out = {}
+    cells, gains = {}, {}
     for p in points:
         mine = [r for r in records if r.get("point") == p.label]
         table = tb.build_table(mine, rows, tasks)
@@ -125,20 +126,10 @@ def sweep_cells(points: list[Point], records: list[dict[str, Any]], tasks: list[
             avgs = tb.seed_averages(mine, r.name, tasks)
             if avgs:
                 stats["AVG"] = tb.mean_std(avgs)
-            out[(r.name, p.label)] = SweepCell(stats, len(avgs))
-    return out
-
-
-def _gain_rows(points: list[Point], records: list[dict[str, Any]], tasks: list[str],
-               rows: list[tuple[str, str]]) -> dict[str, dict[str, tuple[float | None, float]]]:
-    from synthpt.experiments import tables as tb
-
-    out = {}
-    for p in points:
-        gc = tb.gain_capture_row(tb.build_table([r for r in records if r.get("point") == p.label], rows, tasks))
-        if gc is not None:
-            out[p.label] = gc
-    return out
+            cells[(r.name, p.label)] = SweepCell(stats, len(avgs))
+        if (gc := tb.gain_capture_row(table)) is not None:
+            gains[p.label] = gc
+    return cells, gains
 
 
 def sweep_markdown(title: str, points: list[Point], cells: dict[tuple[str, str], SweepCell], tasks: list[str],
@@ -161,12 +152,9 @@ def sweep_markdown(title: str, points: list[Point], cells: dict[tuple[str, str],
             gc = gains[p.label]
             lines.append("| " + " | ".join([tb.GC_LABEL if i == 0 else "", *(format_value(v) for _, v in p.values),
                                             *(tb._gc(gc.get(t)) for t in [*tasks, "AVG"])]) + " |")
-    over = (f"one seed ({seeds[0]}), so every std is 0" if len(seeds) == 1
-            else f"mean ± std over seeds {', '.join(map(str, seeds))}")
-    lines += ["", f"Test accuracy (%), {over}; AVG: "
+    lines += ["", f"Test accuracy (%), {tb.seed_phrase(seeds, empty='')}; AVG: "
               "mean ± std over seeds of each seed's mean over the tasks (– where a task is missing). "
-              "Per point: table-<point>.md. Gain capture as in the tables: (Ours − PT) / (oracle − PT), oracle = "
-              f"PT + held-out gold rows, n/a where the oracle gains less than {tb.MIN_GAP * 100:.0f} point.", ""]
+              f"Per point: table-<point>.md. {tb.gain_capture_note(sweep=True)}", ""]
     return "\n".join(lines)
 
 
@@ -204,8 +192,7 @@ def write_sweep_outputs(st: Any, points: list[Point], records: list[dict[str, An
     displays = row_displays(rows)
     name = fill_title(st.name, st) if st.name else ""
     pairs = [(r.name, displays[r.name]) for r in rows]
-    cells = sweep_cells(points, records, tasks, pairs)
-    gains = _gain_rows(points, records, tasks, pairs)
+    cells, gains = sweep_cells(points, records, tasks, pairs)
     keys = ", ".join(st.sweep)
     seeds = sorted({r["seed"] for r in records})
     atomic_write_text(out / "sweep.md", sweep_markdown(f"{name or 'Sweep'}: sweep over {keys}", points, cells,

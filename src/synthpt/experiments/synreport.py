@@ -28,6 +28,7 @@ from typing import Any
 from synthpt.core.io import atomic_write_text, write_json
 from synthpt.core.runinfo import config_hash
 from synthpt.data.synstats import sample_per_label, synthetic_stats
+from synthpt.methods.base import file_fingerprint
 from synthpt.tasks import Task
 
 REPORT_VERSION = 1
@@ -46,20 +47,19 @@ def report_paths(path: Path) -> dict[str, Path]:
     return {ext: stem.with_name(f"{stem.name}.report.{ext}") for ext in ("md", "png", "json")}
 
 
-def _fingerprint(paths: list[Path]) -> str:
-    from synthpt.methods.base import file_fingerprint
+def judge_encoder(task: Task, bb: Any, prompt: Any, max_length: int) -> Any:
+    from synthpt.core.scoring import Encoder
 
-    return file_fingerprint(paths)
+    return Encoder(task, bb, max_length=max_length, prompt_length=0 if prompt is None else prompt.shape[0])
 
 
 def judge_rows_of(task: Task, bb: Any, rows: list[dict[str, Any]], prompt: Any, batch_size: int,
-                  max_length: int) -> dict[str, Any]:
+                  max_length: int, encoder: Any = None) -> dict[str, Any]:
     """Agreement of the judge's predictions with the rows' labels, overall and per label, and how
     often it predicts each label (a judge that always says one label agrees 1/L of the time)."""
     from synthpt.core.classify import predict
-    from synthpt.core.scoring import Encoder
 
-    enc = Encoder(task, bb, max_length=max_length, prompt_length=0 if prompt is None else prompt.shape[0])
+    enc = encoder if encoder is not None else judge_encoder(task, bb, prompt, max_length)
     pred = predict(enc, rows, prompt, batch_size).argmax(-1).tolist()
     gold = [task.label_index(r["label"]) for r in rows]
     per = {}
@@ -73,14 +73,18 @@ def judge_rows_of(task: Task, bb: Any, rows: list[dict[str, Any]], prompt: Any, 
 
 def write_synthetic_report(path: str | Path, task: Task, split_dir: str | Path, judges: list[Judge],
                            judge_rows: int | None = 200, seed: int = 0, batch_size: int = 32,
-                           max_length: int = 256, title: str = "") -> dict[str, Any]:
-    """Write the report files beside ``path``; returns the summary (read back when nothing changed)."""
+                           max_length: int = 256, title: str = "",
+                           dev_scores: dict[tuple, float | None] | None = None) -> dict[str, Any]:
+    """Write the report files beside ``path``; returns the summary (read back when nothing changed).
+
+    ``dev_scores`` (filled in here) keeps each judge's dev accuracy for the next set of the same
+    split: the dev rows are the same, so a grid scores them once per judge, not once per set."""
     from synthpt.data import load_file, load_split
 
     path = Path(path)
     out = report_paths(path)
-    key = config_hash({"v": REPORT_VERSION, "rows": _fingerprint([path]), "split": str(Path(split_dir).resolve()),
-                       "judges": [(j.name, j.model, _fingerprint(sorted(j.prompt_dir.glob("adapter_*")))
+    key = config_hash({"v": REPORT_VERSION, "rows": file_fingerprint([path]), "split": str(Path(split_dir).resolve()),
+                       "judges": [(j.name, j.model, file_fingerprint(sorted(j.prompt_dir.glob("adapter_*")))
                                    if j.prompt_dir else None) for j in judges],
                        "judge_rows": judge_rows, "seed": seed, "max_length": max_length})
     try:
@@ -93,7 +97,8 @@ def write_synthetic_report(path: str | Path, task: Task, split_dir: str | Path, 
     split = load_split(split_dir, task)
     field = task.fields[-1]  # the generated field (generator.encoding.generated_field)
     stats = synthetic_stats(rows, split["train"], field, list(task.labels))
-    verdicts = judge(task, rows, split["dev"], judges, judge_rows, seed, batch_size, max_length)
+    verdicts = judge(task, rows, split["dev"], judges, judge_rows, seed, batch_size, max_length,
+                     dev_scores, str(Path(split_dir).resolve()))
     samples = sample_per_label(rows, list(task.labels), 5, seed)
     summary = {"file": str(path), "task": task.name, "rows": stats["rows"],
                **{f"{j}_agreement": v["agreement"] for j, v in verdicts.items()},
@@ -109,7 +114,10 @@ def write_synthetic_report(path: str | Path, task: Task, split_dir: str | Path, 
 
 
 def judge(task: Task, rows: list[dict[str, Any]], dev: list[dict[str, Any]], judges: list[Judge],
-          judge_rows: int | None, seed: int, batch_size: int, max_length: int) -> dict[str, Any]:
+          judge_rows: int | None, seed: int, batch_size: int, max_length: int,
+          dev_scores: dict[tuple, float | None] | None = None, split_key: str = "") -> dict[str, Any]:
+    """Each judge's verdict on (at most ``judge_rows`` of) ``rows`` and its accuracy on ``dev``
+    (read from / written to ``dev_scores`` by judge model, prompt, ``split_key`` and eval knobs)."""
     from synthpt.core.classify import evaluate
     from synthpt.core.saving import load_peft_prompt
     from synthpt.methods.baselines.common import frozen_backbone
@@ -119,13 +127,18 @@ def judge(task: Task, rows: list[dict[str, Any]], dev: list[dict[str, Any]], jud
         return {}
     judged = balanced_subset(rows, task, judge_rows, seed)
     out = {}
+    dev_scores = {} if dev_scores is None else dev_scores
     for j in judges:
         bb = frozen_backbone(j.model)
         prompt = load_peft_prompt(j.prompt_dir)[0] if j.prompt_dir else None
-        res = judge_rows_of(task, bb, judged, prompt, batch_size, max_length)
-        res["dev_accuracy"] = evaluate(task, bb, dev, prompt, batch_size, max_length=max_length)["accuracy"] \
-            if dev else None
-        res["model"], res["prompt"] = j.model, str(j.prompt_dir) if j.prompt_dir else None
+        enc = judge_encoder(task, bb, prompt, max_length)
+        res = judge_rows_of(task, bb, judged, prompt, batch_size, max_length, encoder=enc)
+        prompt_name = str(j.prompt_dir) if j.prompt_dir else None
+        k = (j.model, prompt_name, split_key, task.name, batch_size, max_length)
+        if k not in dev_scores:
+            dev_scores[k] = evaluate(task, bb, dev, prompt, batch_size, encoder=enc)["accuracy"] if dev else None
+        res["dev_accuracy"] = dev_scores[k]
+        res["model"], res["prompt"] = j.model, prompt_name
         out[j.name] = res
     return out
 
@@ -221,6 +234,7 @@ def grid_reports(settings: list[tuple[Any, Any]], records: list[dict[str, Any]],
     for rec in records:
         groups.setdefault((rec.get("point"), rec["task"], rec["seed"]), []).append(rec)
     rows = []
+    dev_scores: dict[tuple, float | None] = {}  # a judge's dev accuracy: once per (model, prompt, split)
     for (point, tname, seed), recs in groups.items():
         st = by_point[point]
         sets: dict[Path, list[str]] = {}
@@ -242,7 +256,7 @@ def grid_reports(settings: list[tuple[Any, Any]], records: list[dict[str, Any]],
             judges = [Judge("zero-shot", st.model)] + ([Judge("oracle", st.model, oracle)] if oracle and p != gold else [])
             where = f"{tname}, seed {seed}" + (f", {point}" if point else "")
             s = write_synthetic_report(p, task, split_dir, judges, st.judge_rows, seed, bs, max_length,
-                                       title=f"{where}; used by {', '.join(methods)}")
+                                       title=f"{where}; used by {', '.join(methods)}", dev_scores=dev_scores)
             rows.append([point or "", tname, str(seed), ", ".join(methods), *summary_cells(s),
                          f"[md]({Path(s['report']).resolve().relative_to(out.resolve())})"])
     if not rows:

@@ -221,14 +221,26 @@ def to_latex(table: Table, title: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def seed_phrase(seeds: list[int], empty: str = "none yet") -> str:
+    """How a caption says what the ± is over (``empty`` stands in for a list without seeds)."""
+    text = ", ".join(str(s) for s in seeds) or empty
+    return f"one seed ({text}), so every std is 0" if len(seeds) == 1 else f"mean ± std over seeds {text}"
+
+
+def gain_capture_note(sweep: bool = False) -> str:
+    """A caption's definition of gain capture: a table's, or a sweep's (which points at the tables)."""
+    formula, oracle = "(Ours − PT) / (oracle − PT)", "oracle = PT + held-out gold rows"
+    na = f"n/a where the oracle gains less than {MIN_GAP * 100:.0f} point"
+    if sweep:
+        return f"Gain capture as in the tables: {formula}, {oracle}, {na}."
+    return f"Gain capture: {formula} on the means, {oracle}; AVG from the AVG column; {na} over PT."
+
+
 def caption(table: Table) -> str:
-    seeds = ", ".join(str(s) for s in table.seeds) or "none yet"
-    over = f"one seed ({seeds}), so every std is 0" if len(table.seeds) == 1 else f"mean ± std over seeds {seeds}"
-    text = (f"Test accuracy (%), {over}; MRPC/QQP F1 in table.csv. "
+    text = (f"Test accuracy (%), {seed_phrase(table.seeds)}; MRPC/QQP F1 in table.csv. "
             "AVG: mean of the task columns. Params: trainable parameters.")
     if gain_capture_row(table) is not None:
-        text += (" Gain capture: (Ours − PT) / (oracle − PT) on the means, oracle = PT + held-out gold rows; "
-                 f"AVG from the AVG column; n/a where the oracle gains less than {MIN_GAP * 100:.0f} point over PT.")
+        text += " " + gain_capture_note()
     if table.backbones:
         text += f" Backbone{'s' if len(table.backbones) > 1 else ''}: {', '.join(table.backbones)}"
         if table.generators:

@@ -112,7 +112,7 @@ class PromptTrainerConfig:
             raise fail("--gradient-surgery needs --strategy paired (a real and a synthetic batch per step)")
 
 
-def _lr_lambda(cfg: PromptTrainerConfig):
+def lr_lambda(cfg: PromptTrainerConfig):
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
@@ -141,7 +141,7 @@ class PromptTrainer:
             raise fail(f"initial prompt has {init_prompt.shape[0]} tokens, config asks for {cfg.prompt_length}")
         self.prompt = torch.nn.Parameter(init_prompt.detach().clone().float().to(backbone.device))
         self.opt = torch.optim.AdamW([self.prompt], lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
         self.labels = {"real": [task.label_index(e["label"]) for e in train],
                        "syn": [task.label_index(e["label"]) for e in self.syn]}
         self.plan = BatchPlan(cfg.strategy, len(train), len(self.syn), cfg.batch_size,

@@ -165,14 +165,28 @@ def pt_key(cfg: Any) -> dict[str, Any]:
     return config_key(cfg)
 
 
+def save_source_prompt(ctx: Context, target: Path, prompt: torch.Tensor, bb: Any, task: Any, n_rows: int,
+                       extra: dict[str, Any], note: str, train: dict[str, Any] | None = None) -> None:
+    """Finish a source stage (main process writes, all wait): the PEFT adapter of ``prompt`` with
+    ``extra`` in its config, the card (``n_rows`` train rows of ``task``, no dev), no checkpoint."""
+    from synthpt.core import distributed as dist
+    from synthpt.core.saving import save_peft_prompt
+    from synthpt.prompt_tuning.card import write_card
+
+    if dist.is_main():
+        prompt = prompt.detach().cpu()  # (P, d)
+        save_peft_prompt(target, prompt, bb, extra=extra)
+        write_card(target, task, ctx.model, bb.name_or_path, tuple(prompt.shape), train=train,
+                   counts={"train": n_rows, "dev": 0}, note=note)
+        (target / "checkpoint.pt").unlink(missing_ok=True)
+    dist.barrier()
+
+
 def train_source_prompt(ctx: Context, task: Any, rows: list[dict[str, Any]], cfg: Any, target: Path) -> dict[str, Any]:
     """Plain prompt tuning of a fresh prompt on ``rows`` of ``task`` (template + verbalizer of
     ``task``), resumable from ``target/checkpoint.pt``; writes the adapter into ``target``."""
     import dataclasses
 
-    from synthpt.core import distributed as dist
-    from synthpt.core.saving import save_peft_prompt
-    from synthpt.prompt_tuning.card import write_card
     from synthpt.prompt_tuning.trainer import PromptTrainer
     from synthpt.tasks import task_record
 
@@ -180,16 +194,11 @@ def train_source_prompt(ctx: Context, task: Any, rows: list[dict[str, Any]], cfg
     target.mkdir(parents=True, exist_ok=True)
     trainer = PromptTrainer(task, bb, cfg, rows, [], out_dir=target, progress=ctx.progress)
     result = trainer.fit()
-    if dist.is_main():
-        prompt = trainer.best_prompt.detach().cpu()
-        save_peft_prompt(target, prompt, bb, extra={"source_task": task.name, "task_spec": task_record(task),
-                                                    "model": ctx.model})
-        write_card(target, task, ctx.model, bb.name_or_path, tuple(prompt.shape), train=dataclasses.asdict(cfg),
-                   counts={"train": len(rows), "dev": 0}, note=f"A transfer source: trained on {len(rows)} "
-                   f"rows of `{task.name}` for {cfg.max_steps} steps; few-shot prompt tuning on `{ctx.task.name}` "
-                   "starts from it.")
-        (target / "checkpoint.pt").unlink(missing_ok=True)
-    dist.barrier()
+    save_source_prompt(ctx, target, trainer.best_prompt, bb, task, len(rows),
+                       {"source_task": task.name, "task_spec": task_record(task), "model": ctx.model},
+                       note=f"A transfer source: trained on {len(rows)} rows of `{task.name}` for {cfg.max_steps} "
+                       f"steps; few-shot prompt tuning on `{ctx.task.name}` starts from it.",
+                       train=dataclasses.asdict(cfg))
     losses = [h["loss"] for h in result.history if "loss" in h]
     return {"steps": cfg.max_steps, "n_examples": len(rows), "source_task": task.name,
             "final_loss": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else None}

@@ -18,8 +18,8 @@ keep the weights with the best few-shot dev score (the task's first metric), eva
 
 Options (LM-BFF defaults): ``ft_lr`` 1e-5, ``ft_steps`` 1000, ``ft_batch_size`` 8,
 ``ft_eval_every`` 100, ``ft_weight_decay`` 0.01, ``ft_checkpoint_every`` (default
-``ft_eval_every``; a checkpoint holds the weights and AdamW's moments, three times the
-model).  Tiny models need a larger ``ft_lr``.
+``ft_eval_every``; a checkpoint holds the weights, the best weights so far and AdamW's two
+moments: up to four times the model).  Tiny models need a larger ``ft_lr``.
 Trainable parameters: all weights (tied embeddings once), plus the head (FT) or the prompt.
 """
 
@@ -144,6 +144,8 @@ class FineTuneTrainer:
         return {"opts": self.opts, "seed": self.seed, "n_train": len(self.train), "n_dev": len(self.dev)}
 
     def save_checkpoint(self) -> None:
+        if self.out is None or not dist.is_main():  # state_dict() copies every weight to CPU: only for the writer
+            return
         save_checkpoint(checkpoint_path(self.out), self.state_dict())
 
     def try_resume(self) -> bool:
@@ -296,7 +298,7 @@ class FineTuneMethod(Method):
         def build(target: Path, restart: bool) -> dict[str, Any]:
             return self.train(ctx, opts, target)
 
-        res = ctx.stage("finetune", f"{ctx.task.name}-{self.name}-s{ctx.seed}", key_cfg, "finetune", build)
+        res = ctx.cached("finetune", f"{ctx.task.name}-{self.name}-s{ctx.seed}", key_cfg, build)
         return dict(res.result)
 
     def train(self, ctx: Context, opts: dict[str, Any], out: Path) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from synthpt.methods import register
 from synthpt.methods.base import Context, Method
 from synthpt.methods.baselines.common import count_trainable, option
 from synthpt.prompt_tuning.strategies import BatchPlan
+from synthpt.prompt_tuning.trainer import lr_lambda
 from synthpt.tasks import Task
 
 
@@ -97,9 +98,7 @@ class LoraTrainer:
         self.bb.model.eval()
         self.params = [p for p in bb.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=opts.lr, weight_decay=0.0)
-        warm, steps = pt.warmup_steps, pt.max_steps
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(pt))  # PT's linear warm-up and decay
         self.plan = BatchPlan("real", len(train), 0, pt.batch_size, pt.batch_size, pt.max_steps, pt.seed)
         self.labels = [task.label_index(e["label"]) for e in train]
         self._ids: dict[int, list[int]] = {}
@@ -170,6 +169,8 @@ class LoraTrainer:
         self.best_dev, self.best_state = dict(st["best_dev"]), st["best_state"]
 
     def save_checkpoint(self) -> None:
+        if self.out is None or not dist.is_main():  # state_dict() copies tensors to CPU: only for the writer
+            return
         save_checkpoint(checkpoint_path(self.out), self.state_dict())
 
     def try_resume(self) -> bool:
@@ -191,16 +192,13 @@ class LoraTrainer:
         return res
 
 
-def run_lora(ctx: Context, target: Path, pt: Any, opts: LoraOptions, restart: bool) -> dict[str, Any]:
+def run_lora(ctx: Context, target: Path, pt: Any, opts: LoraOptions) -> dict[str, Any]:
     """Train (or resume) LoRA on the cell's split, evaluate the best weights on the test subset, save."""
     from synthpt.core.models import load_backbone
     from synthpt.methods.baselines.common import splits
 
     parts = splits(ctx)
     target.mkdir(parents=True, exist_ok=True)
-    if restart:
-        for name in ("checkpoint.pt", "log.jsonl", "metrics.json"):
-            (target / name).unlink(missing_ok=True)
     bb = load_backbone(ctx.model, device=dist.device())  # its own copy: LoRA layers go into it
     t0 = time.perf_counter()
     trainer = LoraTrainer(ctx.task, bb, pt, opts, parts["train"], parts["dev"], out=target, progress=ctx.progress)
@@ -227,8 +225,8 @@ class LoraMethod(Method):
         opts = lora_options(ctx)
         key_cfg = {"split": ctx.split.result["fingerprint"], "task": ctx.task.to_dict(), "model": ctx.model,
                    "prompt_tuning": asdict(pt), "lora": asdict(opts), "max_eval": ctx.max_eval}
-        res = ctx.stage("lora", f"{ctx.task.name}-lora-s{ctx.seed}", key_cfg, "lora",
-                        lambda target, restart: run_lora(ctx, target, pt, opts, restart))
+        res = ctx.cached("lora", f"{ctx.task.name}-lora-s{ctx.seed}", key_cfg,
+                         lambda target, restart: run_lora(ctx, target, pt, opts))
         return dict(res.result)
 
 

@@ -49,17 +49,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from synthpt.core import distributed as dist
 from synthpt.core.checkpointing import rng_state, save_checkpoint, set_rng_state
 from synthpt.core.errors import fail
 from synthpt.core.models import Backbone
-from synthpt.core.saving import save_peft_prompt
 from synthpt.core.scoring import Encoder, label_logprobs, pad_right
 from synthpt.core.soft_prompt import init_from_vocab
 from synthpt.core.training import TrainResult, checkpoint_path, resume, run_steps
 from synthpt.methods import register
 from synthpt.methods.base import Context
-from synthpt.methods.baselines.common import TransferMethod, frozen_backbone, option, source_prompt
+from synthpt.methods.baselines.common import (
+    TransferMethod,
+    frozen_backbone,
+    option,
+    save_source_prompt,
+    source_prompt,
+)
 
 # ---------------------------------------------------------------------------- the regulariser
 
@@ -301,7 +305,6 @@ class OptimaTrainer:
 
 def optima_source(ctx: Context) -> Any:
     from synthpt.data import load_official
-    from synthpt.prompt_tuning.card import write_card
     from synthpt.tasks import task_record
 
     oc = optima_config(ctx)
@@ -314,17 +317,12 @@ def optima_source(ctx: Context) -> Any:
         tr = OptimaTrainer(bb, src, ctx.task, rows, unl, pt_cfg, oc, out_dir=target, progress=ctx.progress)
         res = tr.fit()
         mean = res.stats
-        if dist.is_main():
-            prompt = tr.prompt.detach().cpu()
-            save_peft_prompt(target, prompt, bb, extra={"source_task": src.name, "target_task": ctx.task.name,
-                                                        "task_spec": task_record(src), "model": ctx.model})
-            write_card(target, src, ctx.model, bb.name_or_path, tuple(prompt.shape),
-                       counts={"train": len(rows), "dev": 0},
-                       note=f"An OPTIMA transfer source: {oc.steps} steps on {len(rows)} rows of `{src.name}` and "
-                       f"{len(unl)} unlabelled `{ctx.task.name}` texts; few-shot prompt tuning on `{ctx.task.name}` "
-                       "starts from it.")
-            (target / "checkpoint.pt").unlink(missing_ok=True)
-        dist.barrier()
+        save_source_prompt(ctx, target, tr.prompt, bb, src, len(rows),
+                           {"source_task": src.name, "target_task": ctx.task.name, "task_spec": task_record(src),
+                            "model": ctx.model},
+                           note=f"An OPTIMA transfer source: {oc.steps} steps on {len(rows)} rows of `{src.name}` "
+                           f"and {len(unl)} unlabelled `{ctx.task.name}` texts; few-shot prompt tuning on "
+                           f"`{ctx.task.name}` starts from it.")
         return {"steps": oc.steps, "n_examples": len(rows), "n_unlabeled": len(unl), "source_task": src.name,
                 "final_loss": mean.get("loss"), "last": mean,
                 "discriminator_parameters": sum(p.numel() for p in tr.disc.parameters()),
