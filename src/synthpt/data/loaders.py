@@ -194,18 +194,28 @@ def _consistent(rows: list[tuple[int, list[str]]]) -> bool:
     return len({len(row) for _, row in rows}) <= 1
 
 
-def _parse_auto_tsv(text: str) -> list[tuple[int, list[str]]]:
-    """GLUE TSVs are unquoted, Hugging Face exports are quoted: pick what the file shows."""
-    bare = _parse(text, "\t", csv.QUOTE_NONE)
+def _auto_tsv(text: str) -> tuple[int, list[tuple[int, list[str]]] | None]:
+    """GLUE TSVs are unquoted, Hugging Face exports are quoted: pick what the file shows (the
+    quoting, and the rows it gives: None where the bare parse raises csv.Error)."""
+    try:
+        bare = _parse(text, "\t", csv.QUOTE_NONE)
+    except csv.Error:
+        return csv.QUOTE_NONE, None
     if not _looks_quoted(bare) and _consistent(bare):
-        return bare
+        return csv.QUOTE_NONE, bare
     try:
         quoted = _parse(text, "\t", csv.QUOTE_MINIMAL)
     except csv.Error:
-        return bare
+        return csv.QUOTE_NONE, bare
     if _looks_quoted(bare) or _consistent(quoted):
-        return quoted
-    return bare
+        return csv.QUOTE_MINIMAL, quoted
+    return csv.QUOTE_NONE, bare
+
+
+def tsv_quoting(text: str) -> int:
+    """``csv.QUOTE_MINIMAL`` or ``csv.QUOTE_NONE`` for a TSV starting with ``text``: one decision for
+    :func:`load_file` and ``synthpt predict``'s row reader, so both read a file the same."""
+    return _auto_tsv(text)[0]
 
 
 def read_table(path: Path, delimiter: str, quoting: int | None) -> tuple[list[str], list[Record]]:
@@ -218,7 +228,11 @@ def read_table(path: Path, delimiter: str, quoting: int | None) -> tuple[list[st
     if not text.strip():
         raise fail(f"{path}: file is empty")
     try:
-        rows = _parse_auto_tsv(text) if quoting is None else _parse(text, delimiter, quoting)
+        if quoting is None:
+            quoting, auto = _auto_tsv(text)
+            rows = _parse(text, delimiter, quoting) if auto is None else auto  # None: raise that csv.Error here
+        else:
+            rows = _parse(text, delimiter, quoting)
     except csv.Error as e:
         raise fail(f"{path}: malformed table: {e}") from None
     (_, header), body = rows[0], rows[1:]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from synthpt.core.errors import SynthptError, fail
-from synthpt.data.loaders import _looks_quoted, _parse, _text, infer_columns, json_text_records
+from synthpt.data.loaders import _text, infer_columns, json_text_records, tsv_quoting
 from synthpt.tasks import Task
 
 FORMATS = ("auto", "jsonl", "csv", "tsv", "lines", "json")
@@ -146,14 +146,6 @@ def _plain_rows(task: Task, name: str, lines: Iterator[tuple[int, str]]) -> Iter
         yield Row(n, loc, example={task.fields[0]: line.strip()})
 
 
-def _tsv_quoting(head: list[str]) -> int:
-    """GLUE TSVs are unquoted, exported ones quoted: decide on the first lines, as the loaders do."""
-    try:
-        return csv.QUOTE_MINIMAL if _looks_quoted(_parse("".join(head), "\t", csv.QUOTE_NONE)) else csv.QUOTE_NONE
-    except csv.Error:
-        return csv.QUOTE_NONE
-
-
 def read_rows(task: Task, stream: IO[str], name: str, fmt: str = "auto", sniff: int = 200) -> Iterator[Row]:
     """Every row of ``stream`` (named ``name`` in messages), read lazily; see the module docstring.
 
@@ -174,4 +166,4 @@ def read_rows(task: Task, stream: IO[str], name: str, fmt: str = "auto", sniff: 
     elif chosen == "csv":
         yield from _table_rows(task, name, lines, ",", csv.QUOTE_MINIMAL)
     else:
-        yield from _table_rows(task, name, lines, "\t", _tsv_quoting([line for _, line in head]))
+        yield from _table_rows(task, name, lines, "\t", tsv_quoting("".join(line for _, line in head)))
