@@ -35,7 +35,7 @@ from synthpt.core.progress import progress_bar
 from synthpt.core.saving import check_prompt_fits, load_peft_prompt
 from synthpt.core.scoring import Encoder
 from synthpt.data.rows import Row, example_from_record, read_rows
-from synthpt.tasks import BUILTIN_TASKS, Task, get_task, resolve_task, task_from_spec
+from synthpt.tasks import BUILTIN_TASKS, Task, get_task, resolve_task, task_from_record
 
 
 def find_adapter(path: str | Path) -> Path:
@@ -58,18 +58,15 @@ def _run_config(folder: Path) -> dict[str, Any]:
 
 
 def adapter_task(folder: Path, adapter_cfg: dict[str, Any], task: str | None = None,
-                 task_spec: str | Path | None = None) -> Task:
-    """The task a prompt was trained for: ``task`` / ``task_spec`` if given, else what the adapter says."""
+                 task_spec: str | Path | None = None, run_config: dict[str, Any] | None = None) -> Task:
+    """The task a prompt was trained for: ``task`` / ``task_spec`` if given, else what the adapter says
+    (its own record, else the ``config.json`` beside it: ``run_config`` when the caller has read it)."""
     if task or task_spec:
         return resolve_task(task, task_spec)
     own = adapter_cfg.get("synthpt") or {}
-    spec = own.get("task_spec") or _run_config(folder).get("task")
+    spec = own.get("task_spec") or (_run_config(folder) if run_config is None else run_config).get("task")
     if isinstance(spec, dict):
-        built_in = BUILTIN_TASKS.get(str(spec.get("name")))
-        if built_in is not None and built_in.to_dict() == {k: v for k, v in spec.items()
-                                                            if k not in ("field_names", "description")}:
-            return built_in  # a built-in as it still is: keep its column aliases and description
-        return task_from_spec(spec, folder / "adapter_config.json")
+        return task_from_record(spec, folder / "adapter_config.json")
     if isinstance(own.get("task"), str) and own["task"] in BUILTIN_TASKS:
         return get_task(own["task"])
     raise fail(f"{folder}: the adapter does not say which task it was trained for (trained outside synthpt?); "
@@ -108,8 +105,9 @@ def read_adapter(path: str | Path, task: str | None = None, task_spec: str | Pat
     """Read the adapter at ``path`` (a prompt folder or a ``synthpt run`` folder); cheap, no model."""
     folder = find_adapter(path)
     prompt, cfg = load_peft_prompt(folder)
-    trained = (_run_config(folder).get("train") or {}).get("max_length")
-    return Adapter(folder, prompt, cfg, adapter_task(folder, cfg, task, task_spec), int(trained or 256))
+    run = _run_config(folder)
+    trained = (run.get("train") or {}).get("max_length")
+    return Adapter(folder, prompt, cfg, adapter_task(folder, cfg, task, task_spec, run), int(trained or 256))
 
 
 @dataclass
