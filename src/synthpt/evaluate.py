@@ -14,6 +14,7 @@ task's labels.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -225,19 +226,22 @@ def _rows(src: Source, task: Task, fmt: str) -> Iterator[Row]:
             stream.close()
 
 
-def check_rows(src: Source, task: Task, fmt: str, skip_bad: bool) -> tuple[int, list[Row]]:
-    """Pass 1: read every row without scoring; the first bad one fails unless ``skip_bad``."""
-    good, bad = 0, []
+def check_rows(src: Source, task: Task, fmt: str, skip_bad: bool) -> tuple[int, int, str | None]:
+    """Pass 1: read every row without scoring; the first bad one fails unless ``skip_bad``.
+
+    Returns (good rows, bad rows, the first bad row's message)."""
+    good, n_bad, first_bad = 0, 0, None
     for row in _rows(src, task, fmt):
         if row.error is None:
             good += 1
         elif not skip_bad:
             raise fail(row.error + " (--skip-bad skips such rows)")
         else:
-            bad.append(row)
+            n_bad += 1
+            first_bad = first_bad or row.error
     if good == 0:
-        raise fail(f"{src.name}: no rows to classify" + (f" ({len(bad)} bad; first: {bad[0].error})" if bad else ""))
-    return good, bad
+        raise fail(f"{src.name}: no rows to classify" + (f" ({n_bad} bad; first: {first_bad})" if n_bad else ""))
+    return good, n_bad, first_bad
 
 
 def _line(row: Row, pred: dict[str, Any]) -> str:
@@ -245,8 +249,10 @@ def _line(row: Row, pred: dict[str, Any]) -> str:
 
 
 def write_predictions(clf: Classifier, rows: Iterable[Row], out: IO[str], chunk_size: int,
-                      skip: set[int], skip_bad: bool = False, bar: Any = None) -> int:
-    """Pass 2: classify ``chunk_size`` rows at a time and write one JSON line each; returns rows written."""
+                      checked: bool = False, skip_bad: bool = False, bar: Any = None) -> int:
+    """Pass 2: classify ``chunk_size`` rows at a time and write one JSON line each; returns rows written.
+
+    ``checked``: pass 1 read these rows already, so a bad one here is one it counted (and skipped)."""
     written, chunk = 0, []
 
     def flush() -> None:
@@ -260,7 +266,7 @@ def write_predictions(clf: Classifier, rows: Iterable[Row], out: IO[str], chunk_
         chunk.clear()
 
     for row in rows:
-        if row.n in skip:
+        if row.error is not None and checked:
             continue
         if row.error is not None:  # only an interactive stdin gets here: nothing was checked ahead
             if skip_bad:
@@ -287,29 +293,23 @@ def predict_file(load: Callable[[], Classifier], task: Task, source: str | Path,
         raise fail(f"{out}: is a directory, cannot write a file there")
     t0 = time.perf_counter()
     src = open_source(source)
-    bad: list[Row] = []
+    n_bad, first_bad = 0, None
     try:
-        if src.interactive and out is None:  # typed lines: answer each as it comes (nothing to check ahead)
-            n = write_predictions(load(), _rows(src, task, fmt), sys.stdout, 1, set(), skip_bad)
-        elif src.interactive:
-            with atomic_writer(out) as fh:
-                n = write_predictions(load(), _rows(src, task, fmt), fh, 1, set(), skip_bad)
-        else:
-            good, bad = check_rows(src, task, fmt, skip_bad)
+        if not src.interactive:  # checked and loaded before ``out`` is opened
+            good, n_bad, first_bad = check_rows(src, task, fmt, skip_bad)
             clf = load()
-            skip = {r.n for r in bad}
-            bar = progress_bar(total=good, desc="predict", unit="row", disable=not progress)
-            try:
-                if out is None:
-                    n = write_predictions(clf, _rows(src, task, fmt), sys.stdout, chunk_size, skip, bar=bar)
-                else:
-                    with atomic_writer(out) as fh:
-                        n = write_predictions(clf, _rows(src, task, fmt), fh, chunk_size, skip, bar=bar)
-            finally:
-                bar.close()
+        with contextlib.nullcontext(sys.stdout) if out is None else atomic_writer(out) as sink:
+            if src.interactive:  # typed lines: answer each as it comes (nothing to check ahead)
+                n = write_predictions(load(), _rows(src, task, fmt), sink, 1, skip_bad=skip_bad)
+            else:
+                bar = progress_bar(total=good, desc="predict", unit="row", disable=not progress)
+                try:
+                    n = write_predictions(clf, _rows(src, task, fmt), sink, chunk_size, checked=True, bar=bar)
+                finally:
+                    bar.close()
     finally:
         src.close()
-    return {"rows": n, "skipped": len(bad), "first_bad": bad[0].error if bad else None,
+    return {"rows": n, "skipped": n_bad, "first_bad": first_bad,
             "out": None if out is None else str(out), "seconds": round(time.perf_counter() - t0, 2)}
 
 
