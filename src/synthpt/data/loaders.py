@@ -294,17 +294,22 @@ def columns_of(records: list[Record]) -> list[str]:
     return list(cols)
 
 
+# File suffix -> format, for load_file and predict's row reader alike.  ``.txt`` differs, so it is
+# not here: training data in .txt is a TSV (SICK.txt is one), rows to predict in .txt are told by
+# their first line (plain lines for a one-field task).
+SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
+                  ".tab": "tsv"}
+
+
 def _read_records(path: Path) -> tuple[list[str], list[Record]]:
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        records = jsonl_records(path)
+    fmt = "tsv" if suffix == ".txt" else SUFFIX_FORMATS.get(suffix)
+    if fmt in ("jsonl", "json"):
+        records = jsonl_records(path) if fmt == "jsonl" else json_records(path)
         return columns_of(records), records
-    if suffix == ".json":
-        records = json_records(path)
-        return columns_of(records), records
-    if suffix == ".csv":
+    if fmt == "csv":
         return read_table(path, ",", csv.QUOTE_MINIMAL)
-    if suffix in (".tsv", ".txt", ".tab"):
+    if fmt == "tsv":
         return read_table(path, "\t", None)
     raise fail(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .tsv, .jsonl or .json")
 

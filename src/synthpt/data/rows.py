@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from synthpt.core.errors import SynthptError, fail
-from synthpt.data.loaders import _text, infer_columns, json_text_records, tsv_quoting
+from synthpt.data.loaders import SUFFIX_FORMATS, _text, infer_columns, json_text_records, tsv_quoting
 from synthpt.tasks import Task
 
 FORMATS = ("auto", "jsonl", "csv", "tsv", "lines", "json")
-_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv"}
 
 
 @dataclass
@@ -62,8 +61,8 @@ def choose_format(task: Task, name: str, fmt: str, first: str | None) -> str:
         raise fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt != "auto":
         chosen = fmt
-    elif Path(name).suffix.lower() in _BY_SUFFIX:
-        chosen = _BY_SUFFIX[Path(name).suffix.lower()]
+    elif Path(name).suffix.lower() in SUFFIX_FORMATS:  # .txt is not: told by its first line, below
+        chosen = SUFFIX_FORMATS[Path(name).suffix.lower()]
     elif first is None:
         chosen = "lines"
     elif first.lstrip().startswith("{"):
