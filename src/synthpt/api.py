@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from synthpt.evaluate import Classifier
+from synthpt.experiments.config import SECTIONS
 from synthpt.tasks import Task, resolve_task
 
 Override = tuple[str, Any, str]  # (setting, value, how the user wrote it: for error messages)
@@ -47,8 +48,7 @@ def _flatten(settings: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[st
     """``{"prompt_tuning": {"lr": 0.1}}`` and ``{"prompt_tuning.lr": 0.1}`` both give ``prompt_tuning.lr``."""
     for key, value in settings.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and "." not in dotted and dotted in ("generator", "generation",
-                                                                          "prompt_tuning", "options"):
+        if isinstance(value, Mapping) and dotted in (*SECTIONS, "options"):
             yield from _flatten(value, dotted + ".")
         else:
             yield dotted, value
