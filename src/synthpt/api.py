@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from synthpt.evaluate import Classifier
+from synthpt.evaluate import Classifier, read_adapter
 from synthpt.experiments.config import SECTIONS
 from synthpt.tasks import Task, resolve_task
 
@@ -40,8 +40,8 @@ def load(path: str | Path, *, task: str | None = None, task_spec: str | Path | N
     adapter trained elsewhere, ``model`` loads another copy of the base (a local folder, say).
     ``predict`` takes strings (one-field tasks), ``(text1, text2)`` tuples or dicts (pair tasks)
     and returns ``{"label", "probs"}`` per row, the JSON ``synthpt predict`` writes."""
-    return Classifier.load(path, task=task, task_spec=task_spec, model=model, dtype=dtype,
-                           trust_remote_code=trust_remote_code, max_length=max_length, batch_size=batch_size)
+    return Classifier.from_adapter(read_adapter(path, task, task_spec), model=model, dtype=dtype,
+                                   trust_remote_code=trust_remote_code, max_length=max_length, batch_size=batch_size)
 
 
 def _flatten(settings: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

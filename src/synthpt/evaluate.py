@@ -29,7 +29,7 @@ import torch
 
 from synthpt.core import distributed as dist
 from synthpt.core.classify import predict as score_examples
-from synthpt.core.errors import SynthptError, fail
+from synthpt.core.errors import fail
 from synthpt.core.io import atomic_writer
 from synthpt.core.models import BUILTIN_MODELS, Backbone, load_backbone, parse_dtype
 from synthpt.core.progress import progress_bar
@@ -118,7 +118,6 @@ class Classifier:
     task: Task
     backbone: Backbone
     prompt: torch.Tensor | None
-    path: Path | None = None
     max_length: int = 256
     batch_size: int = 32
 
@@ -134,18 +133,7 @@ class Classifier:
         bb = load_backbone(model or adapter_base(ad.config, ad.folder), trust_remote_code=trust_remote_code,
                            dtype=parse_dtype(dtype), device=dist.device())
         check_prompt_fits(ad.prompt, bb, str(ad.folder))
-        return cls(ad.task, bb, ad.prompt, ad.folder, max_length or ad.max_length, batch_size)
-
-    @classmethod
-    def load(cls, path: str | Path, *, task: str | None = None, task_spec: str | Path | None = None,
-             **kwargs: Any) -> Classifier:
-        """Load the adapter at ``path`` (a prompt folder or a ``synthpt run`` folder) with its base model;
-        ``kwargs`` as for :meth:`from_adapter`."""
-        return cls.from_adapter(read_adapter(path, task, task_spec), **kwargs)
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.task.labels
+        return cls(ad.task, bb, ad.prompt, max_length or ad.max_length, batch_size)
 
     def probabilities(self, examples: list[dict[str, str]]) -> torch.Tensor:
         """(N, L) probability of each label for canonical examples (the task's fields)."""
@@ -313,5 +301,5 @@ def predict_file(load: Callable[[], Classifier], task: Task, source: str | Path,
             "out": None if out is None else str(out), "seconds": round(time.perf_counter() - t0, 2)}
 
 
-__all__ = ["Adapter", "Classifier", "SynthptError", "adapter_base", "adapter_task", "find_adapter", "predict_file",
+__all__ = ["Adapter", "Classifier", "adapter_base", "adapter_task", "find_adapter", "predict_file",
            "read_adapter"]

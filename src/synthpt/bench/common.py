@@ -191,8 +191,6 @@ def result(name: str, value: float, target: float | None, holds: bool, **details
             "holds": bool(holds), **details, "device": str(device()), "threads": torch.get_num_threads()}
 
 
-
-
 # ---- the real model (SmolLM2-135M): its shapes and its tokenizer -----------------------------
 REAL_MODEL = "smollm2-135m"
 

@@ -135,8 +135,6 @@ def cmd_sample(ns: argparse.Namespace) -> None:
           + f" (source: {meta.get('source')})")
 
 
-
-
 def add_dtype_arg(p: argparse.ArgumentParser) -> None:
     from synthpt.core.models import DType
 
