@@ -195,6 +195,18 @@ def test_make_split_user_task(tmp_path: Path) -> None:
     assert task2.to_dict()["gen_templates"] == {"good": "Glowing review:"} and "gen_templates" not in task.to_dict()
 
 
+def test_a_task_record_reads_back() -> None:
+    """An adapter's task record gives the built-in task itself while it is unchanged, else a copy."""
+    from synthpt.tasks import BUILTIN_TASKS, task_from_record, task_record
+
+    for task in BUILTIN_TASKS.values():
+        assert task_from_record(task_record(task), "rec") is task
+    changed = {**task_record(get_task("rte")), "template": "{text1} ? {mask} , {text2}"}
+    back = task_from_record(changed, "rec")
+    assert back is not get_task("rte") and back.template == changed["template"]
+    assert back.field_names == get_task("rte").field_names
+
+
 def test_split_errors(tmp_path: Path, data_dir: Path) -> None:
     blocker = tmp_path / "taken"
     blocker.write_text("x")

