@@ -45,11 +45,11 @@ from synthpt.core.knobs import knob
 from synthpt.core.progress import progress_bar
 from synthpt.generator.candidates import LineEnd, Sampler, first_text_line
 from synthpt.generator.encoding import generated_field
-from synthpt.generator.filters import DROP_REASONS, Filters, NearDupIndex, normalise, shingles
+from synthpt.generator.filters import DROP_REASONS, Filters
 from synthpt.tasks import Task
 
-__all__ = ["DROP_REASONS", "Filters", "FirstTexts", "GenerationConfig", "LineEnd", "NearDupIndex", "Sampler", "first_text_line",
-           "normalise", "run_generation", "shingles"]
+__all__ = ["DROP_REASONS", "Filters", "FirstTexts", "GenerationConfig", "LineEnd", "Sampler", "first_text_line",
+           "run_generation"]
 
 
 class FirstTexts(enum.StrEnum):
@@ -276,8 +276,6 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
                          "cpu_s": round(time.process_time() - c0, 3),
                          **(asdict(sampler.engine.stats) if sampler.engine else {})}}
     if dist.is_main():
-        if not out.exists():
-            out.touch()
         write_json(report_path, report)
         output.finish()
     dist.barrier()
