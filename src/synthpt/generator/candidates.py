@@ -11,6 +11,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from synthpt.core.models import Backbone
+from synthpt.generator.config import FirstTexts
 from synthpt.generator.decoding import Engine
 from synthpt.generator.encoding import GenEncoder, generated_field, score_targets
 from synthpt.tasks import Task
@@ -89,7 +90,7 @@ class Sampler:
         task = self.task
         field = generated_field(task)
         rows = [dict(f) for f in firsts]
-        if task.is_pair and self.cfg.first_texts == "generator":  # FirstTexts.GENERATOR (a str enum)
+        if task.is_pair and self.cfg.first_texts == FirstTexts.GENERATOR:
             lead = task.gen_template_for(task.labels[label_index]).split("{" + task.fields[0] + "}")[0]
             lead_ids = self.enc.bos + self.enc._ids(lead.rstrip(" ")) + ([self.enc.eos] if self.bb.is_seq2seq else [])
             texts = self._generate(label_index, [lead_ids or [self.enc.eos]] * len(rows), seed ^ 0x5EED)

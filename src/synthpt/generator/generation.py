@@ -28,7 +28,6 @@ label, round), so a resumed run writes exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import math
 import random
@@ -44,19 +43,13 @@ from synthpt.core.errors import fail
 from synthpt.core.knobs import knob
 from synthpt.core.progress import progress_bar
 from synthpt.generator.candidates import LineEnd, Sampler, first_text_line
+from synthpt.generator.config import FirstTexts
 from synthpt.generator.encoding import generated_field
 from synthpt.generator.filters import DROP_REASONS, Filters
 from synthpt.tasks import Task
 
 __all__ = ["DROP_REASONS", "Filters", "FirstTexts", "GenerationConfig", "LineEnd", "Sampler", "first_text_line",
            "run_generation"]
-
-
-class FirstTexts(enum.StrEnum):
-    """Where a pair task's first text comes from (``--first-texts``; any other value is a corpus FILE)."""
-
-    DATA = "data"  # the few-shot train split's first texts, cycled in a seeded order
-    GENERATOR = "generator"  # the label prompt writes it from the template's lead-in
 
 
 @dataclass
