@@ -208,3 +208,10 @@ def test_round_sizes_by_hand():
     assert round_count(cfg, {"kept": 1, "attempts": 10}, 100) == 16  # 108 capped by round_size
     assert round_count(cfg, {"kept": 0, "attempts": 10}, 100) == 16
     assert round_count(cfg, {"kept": 1, "attempts": 95}, 100) == 5  # the attempts left
+
+
+def test_slot_layer_class_is_built_once():
+    """Every Engine's slot buffer uses one class (not a new class per generate call)."""
+    from synthpt.generator.decoding import _slot_layer_cls
+
+    assert _slot_layer_cls() is _slot_layer_cls()

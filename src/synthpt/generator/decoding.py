@@ -21,12 +21,14 @@ tokens, bit for bit.  :class:`Stats` counts the tokens and seconds of each part.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers.cache_utils import Cache
 
 from synthpt.core.models import Backbone
 from synthpt.core.scoring import _cache_kwarg, _cache_of
@@ -57,7 +59,7 @@ class Stats:
 
 
 def _cache(kv: KV) -> Any:
-    from transformers.cache_utils import Cache, DynamicLayer
+    from transformers.cache_utils import DynamicLayer  # (transformers >= 4.56, as Cache(layers=...))
 
     layers = []
     for k, v in kv:
@@ -68,6 +70,7 @@ def _cache(kv: KV) -> Any:
     return Cache(layers=layers)
 
 
+@functools.cache  # one class for every Engine, not a new one per call
 def _slot_layer_cls() -> type:
     from transformers.cache_utils import DynamicLayer
 
@@ -348,8 +351,6 @@ class Engine:
         self.pos, self.n_gen, self.row, self.pending = (torch.zeros(W, dtype=torch.long, device=dev) for _ in range(4))
         self.seen = torch.zeros(W, dtype=torch.bool, device=dev)
         self.layers = [_slot_layer_cls()(bk, bv, self) for bk, bv in self.buf]
-        from transformers.cache_utils import Cache
-
         cache = Cache(layers=self.layers)
         queue = deque(range(len(ctxs)))
         results: list[dict[str, Any] | None] = [None] * len(ctxs)
