@@ -150,6 +150,21 @@ def test_consistency_reuses_generation_and_agrees_with_rescoring():
     assert reused == pytest.approx(fresh, abs=1e-4) and reused == pytest.approx(plain, abs=1e-4)
 
 
+def test_sampler_without_engine_generates_and_scores_like_the_engine():
+    """``use_engine=False`` (the benchmark's Hugging Face baseline) samples with ``generate`` and scores
+    every row under every label in one forward: the same scores as the engine's."""
+    task = get_task("sst-2")
+    bb = tiny_llama(bos_tokenizer(), seed=3)
+    torch.manual_seed(2)
+    prompts = torch.randn(2, 4, bb.hidden_size) * 0.5
+    cfg = GenerationConfig(batch_size=4, max_new_tokens=8, multi_line=True)
+    hf, eng = Sampler(bb, task, prompts, cfg, 64, use_engine=False), Sampler(bb, task, prompts, cfg, 64)
+    assert hf.engine is None and eng.engine is not None
+    assert len(hf.candidates(0, [{}] * 3, seed=1)) == 3
+    cands = [{k: v for k, v in c.items() if k != "_gen"} for c in eng.candidates(1, [{}] * 8, seed=5) if c["text"]]
+    assert cands and hf.consistency(cands) == pytest.approx(eng.consistency(cands), abs=1e-4)
+
+
 def test_bos_starts_the_context_after_the_prompt_in_steps_1_and_2(tmp_path):
     """A tokenizer that starts every text with BOS gets it at the start of the generator's context
     (after the soft prompt) in Step 1 and in Step 2; one that does not (tiny-gpt2, SmolLM2) gets none."""
@@ -193,3 +208,10 @@ def test_round_sizes_by_hand():
     assert round_count(cfg, {"kept": 1, "attempts": 10}, 100) == 16  # 108 capped by round_size
     assert round_count(cfg, {"kept": 0, "attempts": 10}, 100) == 16
     assert round_count(cfg, {"kept": 1, "attempts": 95}, 100) == 5  # the attempts left
+
+
+def test_slot_layer_class_is_built_once():
+    """Every Engine's slot buffer uses one class (not a new class per generate call)."""
+    from synthpt.generator.decoding import _slot_layer_cls
+
+    assert _slot_layer_cls() is _slot_layer_cls()

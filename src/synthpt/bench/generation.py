@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from synthpt.bench.common import REAL_MODEL, real_model_missing, result, skipped, sync
 from synthpt.bench.generator import DATA_DIR, _mrpc_train
 from synthpt.core import distributed as dist
 from synthpt.core.models import Backbone, load_backbone
@@ -77,9 +78,7 @@ def generation_speedup(model: str = "tiny-gpt2", n: int = 32, max_new_tokens: in
 # ---- the real model ----------------------------------------------------------------------------
 def smollm2_available() -> str | None:
     """None when ``smollm2-135m`` loads without a download, else why not (one line)."""
-    from synthpt.bench.common import real_model_missing
-
-    return real_model_missing("smollm2-135m")
+    return real_model_missing(REAL_MODEL)
 
 
 def real_cpu_settings() -> dict[str, Any]:
@@ -105,7 +104,7 @@ def write_init_generator(bb: Backbone, task: Task, split: Path, out: Path, promp
 
     out.mkdir(parents=True, exist_ok=True)
     save_generator(out, task, init_label_prompts(bb, task, prompt_length, 42, True), None)
-    write_json(out / "generator.json", {"task": task.to_dict(), "model": "smollm2-135m", "data": str(split),
+    write_json(out / "generator.json", {"task": task.to_dict(), "model": REAL_MODEL, "data": str(split),
                                         "mode": "init", "config": {"max_length": max_length},
                                         "config_hash": f"init-{prompt_length}"})
     return out
@@ -129,8 +128,11 @@ def matmul_rate(bb: Backbone, rows: int = 256, reps: int = 5, clock: Any = time.
 
 
 def _time(fn: Any, clock: Any = time.perf_counter) -> float:
+    """Seconds of ``fn`` on ``clock``, the device's queued work finished before each read."""
+    sync()
     t = clock()
     fn()
+    sync()
     return clock() - t
 
 
@@ -160,8 +162,7 @@ def hf_side(bb: Backbone, gdir: Path, cfg: Any, split: Path) -> dict[str, Any]:
 
     meta = read_generator_meta(gdir)
     task = Task.from_dict(meta["task"])
-    s = Sampler(bb, task, load_prompts(gdir, task), cfg, int(meta["config"]["max_length"]))
-    s.engine = None
+    s = Sampler(bb, task, load_prompts(gdir, task), cfg, int(meta["config"]["max_length"]), use_engine=False)
     pool = _first_text_pool(task, cfg, split)
     filters = Filters(cfg, task)
     kept = attempts = 0
@@ -171,10 +172,10 @@ def hf_side(bb: Backbone, gdir: Path, cfg: Any, split: Path) -> dict[str, Any]:
         while k < cfg.n_per_label and r < cfg.max_attempts_factor * cfg.n_per_label:
             order = random.Random(round_seed(cfg.seed, li, r)).choices(range(len(pool)), k=cfg.batch_size)
             cands = s.candidates(li, [pool[i] for i in order], round_seed(cfg.seed, li, r))
-            full = [c for c in cands if all(str(c[f]).strip() for f in task.fields)]
-            it = iter(s.consistency(full))
-            for c in cands:
-                sc = next(it) if all(str(c[f]).strip() for f in task.fields) else float("nan")
+            filled = [all(str(c[f]).strip() for f in task.fields) for c in cands]
+            it = iter(s.consistency([c for c, ok in zip(cands, filled) if ok]))
+            for c, ok in zip(cands, filled):
+                sc = next(it) if ok else float("nan")
                 if k < cfg.n_per_label and filters.check(c, sc) is None:
                     filters.add(c)
                     k += 1
@@ -195,7 +196,6 @@ def _ours(gdir: Path, cfg: Any, split: Path, out: Path) -> dict[str, Any]:
 def real_model_figures(quick: bool = True, data_dir: str | Path | None = None,
                        tasks: tuple[str, ...] = ("sst-2", "mrpc")) -> list[dict[str, Any]]:
     """The real-model figures (see the module's docstring); one ``skipped`` line without the model."""
-    from synthpt.bench.common import result as _result
     from synthpt.generator.generation import GenerationConfig
 
     why = smollm2_available()
@@ -203,10 +203,10 @@ def real_model_figures(quick: bool = True, data_dir: str | Path | None = None,
     if why is None and not d.is_dir():
         why = f"benchmark data not found at {d}"
     if why is not None:
-        return [{"name": "generation_real_model", "skipped": why, "value": None, "target": None, "holds": None}]
+        return [skipped("generation_real_model", REAL_MODEL, why, None)]
     settings = real_cpu_settings()
     n = 32 if quick else 128
-    bb = load_backbone("smollm2-135m")
+    bb = load_backbone(REAL_MODEL, device=dist.device())
     body, head = model_flops(bb)
     res: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,16 +224,16 @@ def real_model_figures(quick: bool = True, data_dir: str | Path | None = None,
             tim = rep["timing"]
             flops = sum(body * tim["tokens"][p] + head * tim["head_tokens"][p] for p in tim["tokens"])
             load = os.getloadavg()[0]
-            common = dict(task=name, model="smollm2-135m", n_per_label=n, kept=ours["kept"], attempts=ours["attempts"],
-                          load_average=round(load, 2), settings=settings["generation"])
+            common = dict(task=name, model=REAL_MODEL, n_per_label=n, kept=ours["kept"], attempts=ours["attempts"],
+                          load_average=round(load, 2), settings=settings["generation"], quick=quick)
             s_row = ours["wall_s"] / max(1, ours["kept"])
             parts = {p: round(tim["seconds"][p], 3) for p in tim["seconds"]}
             parts["other"] = round(ours["wall_s"] - sum(tim["seconds"].values()), 3)
-            res.append(_result("generation_rows_per_s", ours["kept"] / ours["wall_s"], None, True,
+            res.append(result("generation_rows_per_s", ours["kept"] / ours["wall_s"], None, True,
                                wall_s=round(ours["wall_s"], 2), cpu_s=ours["cpu_s"], seconds=parts, tokens=tim["tokens"],
                                head_tokens=tim["head_tokens"], dropped=rep["dropped"], **common))
             target = RUN_G_S_PER_ROW / 3
-            res.append(_result("generation_s_per_kept_row", s_row, round(target, 4), s_row <= target,
+            res.append(result("generation_s_per_kept_row", s_row, round(target, 4), s_row <= target,
                                cpu_s_per_kept_row=round(ours["cpu_s"] / max(1, ours["kept"]), 4),
                                run_g_s_per_row=RUN_G_S_PER_ROW, **common))
             wall_ratio = flops / ours["wall_s"] / rate
@@ -241,7 +241,7 @@ def real_model_figures(quick: bool = True, data_dir: str | Path | None = None,
             # one thread: CPU seconds on both sides (a loaded machine's time slices cancel out);
             # more threads: wall seconds (CPU time would count every thread)
             ratio = cpu_ratio if torch.get_num_threads() == 1 else wall_ratio
-            res.append(_result("generation_vs_compute_limit", ratio, 0.5, ratio >= 0.5,
+            res.append(result("generation_vs_compute_limit", ratio, 0.5, ratio >= 0.5,
                                clock="cpu" if torch.get_num_threads() == 1 else "wall", wall_ratio=round(wall_ratio, 4),
                                cpu_ratio=round(cpu_ratio, 4), cpu_s=tim["cpu_s"],
                                achieved_gflop_per_s=round(flops / ours["wall_s"] / 1e9, 2),
@@ -257,7 +257,7 @@ def real_model_figures(quick: bool = True, data_dir: str | Path | None = None,
                 hf_rate = {k: hf["kept"] / hf[k] for k in ("wall_s", "cpu_s")}
                 sp = {k: rate[k] / hf_rate[k] for k in rate}
                 value = sp["cpu_s"] if one else sp["wall_s"]
-                res.append(_result("generation_vs_hf_generate", value, 2.0, value >= 2.0, clock="cpu" if one else "wall",
+                res.append(result("generation_vs_hf_generate", value, 2.0, value >= 2.0, clock="cpu" if one else "wall",
                                    wall_ratio=round(sp["wall_s"], 4), cpu_ratio=round(sp["cpu_s"], 4),
                                    synthpt_rows_per_s=round(rate["wall_s"], 3), hf_rows_per_s=round(hf_rate["wall_s"], 3),
                                    synthpt_rows_per_cpu_s=round(rate["cpu_s"], 3),
@@ -267,8 +267,6 @@ def real_model_figures(quick: bool = True, data_dir: str | Path | None = None,
                                    synthpt_cpu_s=[ours["cpu_s"], ours2["cpu_s"]],
                                    how="synthpt generate, then HF generate + the same filters, then synthpt "
                                        "generate again (mean of the two)", **common))
-            for r in res[-4:]:
-                r.setdefault("quick", quick)
     return res
 
 

@@ -14,19 +14,24 @@ behave.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from synthpt.core.scoring import Encoder, _cache_kwarg, pad_right, probing
+from synthpt.core.scoring import (
+    Encoder,
+    _agree,
+    _cache_kwarg,
+    _cache_of,
+    _continuations,
+    _per_label_causal,
+    _prompt_prefix,
+    pad_right,
+    probing,
+)
 
 _SHARED_OK: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
-
-
-def _cache_of(out: Any) -> Any:
-    return out.cache if hasattr(out, "cache") else out.past_key_values
 
 
 def shared_input_scores(encoder: Encoder, context_ids: list[list[int]], copies: torch.Tensor | None,
@@ -44,11 +49,8 @@ def shared_input_scores(encoder: Encoder, context_ids: list[list[int]], copies: 
     n = 0
     attn = mask
     if copies is not None:
-        cache = _cache_of(base(inputs_embeds=copies.to(bb.model.dtype), use_cache=True))  # (G, n) keys/values
-        cache.batch_select_indices(index.to(dev))  # G copies -> B rows; differentiable indexing
+        kw, attn = _prompt_prefix(bb, copies, index.to(dev), mask)  # the copies' keys/values; (B, n+T)
         n = copies.shape[1]
-        attn = torch.cat([torch.ones((B, n), dtype=mask.dtype, device=dev), mask], dim=1)  # (B, n+T)
-        kw = {_cache_kwarg(type(base)): cache}
     out = base(inputs_embeds=bb.embed(ids), attention_mask=attn, use_cache=True, **kw)
     hidden = out.last_hidden_state  # (B, T, d)
     head = bb.model.get_output_embeddings()
@@ -60,12 +62,7 @@ def shared_input_scores(encoder: Encoder, context_ids: list[list[int]], copies: 
         return scores
     cache = _cache_of(out)
     cache.batch_repeat_interleave(L)  # B -> B·L rows, row = i·L + l
-    cont = torch.full((L, width), bb.tokenizer.pad_token_id, dtype=torch.long)  # (L, W): word l less its last token
-    tgt = torch.full((L, width), -100, dtype=torch.long)  # (L, W): the tokens they predict
-    for li, lab in enumerate(encoder.label_ids):
-        cont[li, : len(lab) - 1] = torch.tensor(lab[:-1], dtype=torch.long)
-        tgt[li, : len(lab) - 1] = torch.tensor(lab[1:], dtype=torch.long)
-    cont, tgt = cont.to(dev).repeat(B, 1), tgt.to(dev).repeat(B, 1)  # (B·L, W)
+    cont, tgt = _continuations(encoder, B)  # (B·L, W): word l less its last token; the tokens they predict
     valid = tgt != -100  # (B·L, W)
     start = torch.tensor([n + len(c) for c in context_ids], device=dev).repeat_interleave(L)  # (B·L,)
     pos = start.unsqueeze(1) + torch.arange(width, device=dev)  # (B·L, W): right after each input
@@ -80,7 +77,7 @@ def shared_input_scores(encoder: Encoder, context_ids: list[list[int]], copies: 
 
 
 def shared_input_supported(encoder: Encoder, context_ids: list[list[int]], copies: torch.Tensor | None,
-                           index: torch.Tensor | None, per_label: Callable[..., torch.Tensor]) -> bool:
+                           index: torch.Tensor | None) -> bool:
     """Once per model: do the shared-input scores equal the per-label rows' (first two inputs, no grad)?"""
     model = encoder.backbone.model
     ok = _SHARED_OK.get(model)
@@ -91,9 +88,8 @@ def shared_input_supported(encoder: Encoder, context_ids: list[list[int]], copie
         try:
             with probing(model):
                 a = shared_input_scores(encoder, rows, c, i)
-                b = per_label(encoder, rows, c, i, c is not None)
-            tol = 1e-4 if b.dtype == torch.float32 else 2e-2
-            ok = bool(a.shape == b.shape and (a - b).abs().max() <= tol * (1 + b.abs().max()))
+                b = _per_label_causal(encoder, rows, c, i, c is not None)
+            ok = _agree(a, b)
         except Exception:  # any failure of the cache path means: keep the per-label rows
             ok = False
         _SHARED_OK[model] = ok

@@ -214,9 +214,10 @@ def label_logprobs(
             raise ValueError("prompt_index needs a (G, n, d) prompt and one index per row")
         if encoder.backbone.is_seq2seq:  # T5's encoder lets the prompt read the input: nothing to share
             prompt, prompt_index = prompt[prompt_index.to(prompt.device)], None
-    bb = encoder.backbone
-    if bb.is_seq2seq:
-        return _seq2seq_scores(encoder, context_ids, prompt)
+    if encoder.backbone.is_seq2seq:
+        from synthpt.core.seq2seq_scoring import seq2seq_scores
+
+        return seq2seq_scores(encoder, context_ids, prompt)  # (B, L)
     return _causal_scores(encoder, context_ids, prompt, prompt_index)
 
 
@@ -241,17 +242,47 @@ def _cache_kwarg(model_cls: type) -> str:
     return "cache" if "cache" in inspect.signature(model_cls.forward).parameters else "past_key_values"
 
 
+def _cache_of(out: Any) -> Any:
+    """The KV cache a forward returned (``cache`` in transformers 5, ``past_key_values`` in 4.x)."""
+    return out.cache if hasattr(out, "cache") else out.past_key_values
+
+
+def _prompt_prefix(bb: Backbone, copies: torch.Tensor, index: torch.Tensor,
+                   mask: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor]:
+    """The (G, n, d) prompt copies as a KV prefix of the rows: the forward's cache argument, holding
+    copy ``index[r]`` (R,) for row r, and the (R, n+T) attention mask with the prefix in front."""
+    base = bb.model.base_model
+    cache = _cache_of(base(inputs_embeds=copies.to(bb.model.dtype), use_cache=True))  # keys/values of the copies
+    cache.batch_select_indices(index)  # G copies -> R rows; differentiable indexing: gradients reach the copies
+    ones = torch.ones((mask.shape[0], copies.shape[1]), dtype=mask.dtype, device=mask.device)  # (R, n)
+    return {_cache_kwarg(type(base)): cache}, torch.cat([ones, mask], dim=1)
+
+
 def _prefix_hidden(bb: Backbone, copies: torch.Tensor, index: torch.Tensor, ids: torch.Tensor,
                    mask: torch.Tensor) -> torch.Tensor:
     """Hidden states of the input positions only, with each row's prompt copy as a KV prefix."""
-    base = bb.model.base_model
-    kw = _cache_kwarg(type(base))
-    out = base(inputs_embeds=copies.to(bb.model.dtype), use_cache=True)  # keys/values of the (G, n, d) copies
-    cache = out.cache if hasattr(out, "cache") else out.past_key_values
-    cache.batch_select_indices(index)  # G copies -> R rows; differentiable indexing: gradients reach the copies
-    ones = torch.ones((ids.shape[0], copies.shape[1]), dtype=mask.dtype, device=mask.device)  # (R, n)
-    return base(inputs_embeds=bb.embed(ids), attention_mask=torch.cat([ones, mask], dim=1),
-                **{kw: cache}).last_hidden_state  # (R, T, d)
+    kw, attn = _prompt_prefix(bb, copies, index, mask)
+    return bb.model.base_model(inputs_embeds=bb.embed(ids), attention_mask=attn, **kw).last_hidden_state  # (R, T, d)
+
+
+def _agree(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Do two paths' scores agree up to rounding (1e-4 in fp32, 2e-2 in half precision, of 1 + max |b|)?"""
+    tol = 1e-4 if b.dtype == torch.float32 else 2e-2
+    return bool(a.shape == b.shape and (a - b).abs().max() <= tol * (1 + b.abs().max()))
+
+
+def _continuations(encoder: Encoder, B: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What runs after the input (causal) or decoder head (seq2seq) that predicted each word's first token:
+    for B·L rows (row = i·L + l) word l less its last token, right-padded, and the tokens it predicts (-100: pad)."""
+    L = len(encoder.label_ids)
+    width = max(len(lab) for lab in encoder.label_ids) - 1
+    cont = torch.full((L, width), encoder.backbone.tokenizer.pad_token_id, dtype=torch.long)  # (L, W)
+    tgt = torch.full((L, width), -100, dtype=torch.long)  # (L, W)
+    for li, lab in enumerate(encoder.label_ids):
+        cont[li, : len(lab) - 1] = torch.tensor(lab[:-1], dtype=torch.long)
+        tgt[li, : len(lab) - 1] = torch.tensor(lab[1:], dtype=torch.long)
+    dev = encoder.backbone.device
+    return cont.to(dev).repeat(B, 1), tgt.to(dev).repeat(B, 1)  # (B·L, W) each
 
 
 def _full_hidden(bb: Backbone, rows_prompt: torch.Tensor | None, ids: torch.Tensor,
@@ -319,7 +350,7 @@ def _causal_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch
     if not encoder.single_token and (copies is None or prefix):
         from synthpt.core.causal_words import shared_input_scores, shared_input_supported
 
-        if shared_input_supported(encoder, context_ids, copies, index, _per_label_causal):
+        if shared_input_supported(encoder, context_ids, copies, index):
             return shared_input_scores(encoder, context_ids, copies, index)  # (B, L)
     return _per_label_causal(encoder, context_ids, copies, index, prefix)
 
@@ -366,9 +397,3 @@ def _per_label_causal(encoder: Encoder, context_ids: list[list[int]], copies: to
     sums = torch.zeros(len(seqs), device=dev, dtype=tok_lp.dtype)  # (B·L,): one sum per (example, label)
     sums = sums.index_add(0, torch.tensor(owner, device=dev), tok_lp)
     return sums.view(len(context_ids), L)  # (B, L)
-
-
-def _seq2seq_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
-    from synthpt.core.seq2seq_scoring import seq2seq_scores
-
-    return seq2seq_scores(encoder, context_ids, prompt)  # (B, L)

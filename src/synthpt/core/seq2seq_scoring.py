@@ -17,7 +17,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from synthpt.core.scoring import Encoder, _cache_kwarg, _with_prompt, pad_right, probing
+from synthpt.core.scoring import (
+    Encoder,
+    _agree,
+    _cache_kwarg,
+    _cache_of,
+    _continuations,
+    _with_prompt,
+    pad_right,
+    probing,
+)
 
 
 def seq2seq_scores(encoder: Encoder, context_ids: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
@@ -44,22 +53,8 @@ def _head_logp(encoder: Encoder, enc: Any, attn: torch.Tensor, cache: bool = Fal
     head = [bb.model.config.decoder_start_token_id] + encoder.sentinel
     dec = torch.tensor([head] * attn.shape[0], device=bb.device)  # (B, H): decoder start + sentinel
     out = bb.model(encoder_outputs=enc, attention_mask=attn, decoder_input_ids=dec, use_cache=cache)
-    kv = (out.cache if hasattr(out, "cache") else out.past_key_values) if cache else None
+    kv = _cache_of(out) if cache else None
     return F.log_softmax(out.logits[:, -1].float(), dim=-1), kv
-
-
-def _continuations(encoder: Encoder, B: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoder inputs after the head for B·L rows (row = i·L + l: label word l less its last token,
-    right-padded) and the tokens they predict (-100 at padding)."""
-    L = len(encoder.label_ids)
-    width = max(len(lab) for lab in encoder.label_ids) - 1
-    dec = torch.full((L, width), encoder.backbone.tokenizer.pad_token_id, dtype=torch.long)  # (L, W-1)
-    tgt = torch.full((L, width), -100, dtype=torch.long)  # (L, W-1)
-    for li, lab in enumerate(encoder.label_ids):
-        dec[li, : len(lab) - 1] = torch.tensor(lab[:-1], dtype=torch.long)
-        tgt[li, : len(lab) - 1] = torch.tensor(lab[1:], dtype=torch.long)
-    dev = encoder.backbone.device
-    return dec.to(dev).repeat(B, 1), tgt.to(dev).repeat(B, 1)  # (B·L, W-1) each
 
 
 def _seq2seq_shared(encoder: Encoder, enc: Any, attn: torch.Tensor) -> torch.Tensor:
@@ -118,7 +113,6 @@ def _shared_head_supported(encoder: Encoder, enc: Any, attn: torch.Tensor) -> bo
         with probing(encoder.backbone.model):
             a = _seq2seq_shared(encoder, probe, attn[:2])
             b = _seq2seq_per_label(encoder, probe, attn[:2])
-        tol = 1e-4 if b.dtype == torch.float32 else 2e-2
-        return bool(a.shape == b.shape and ((a - b).abs().max() <= tol * (1 + b.abs().max())))
+        return _agree(a, b)
     except Exception:  # any failure of the cache path means: use the plain one
         return False

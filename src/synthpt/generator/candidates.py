@@ -11,6 +11,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from synthpt.core.models import Backbone
+from synthpt.generator.config import FirstTexts
 from synthpt.generator.decoding import Engine
 from synthpt.generator.encoding import GenEncoder, generated_field, score_targets
 from synthpt.tasks import Task
@@ -37,13 +38,16 @@ class LineEnd(StoppingCriteria):
 class Sampler:
     """One label's candidates (``candidates``) and their consistency scores (``consistency``)."""
 
-    def __init__(self, bb: Backbone, task: Task, prompts: torch.Tensor, cfg: Any, max_length: int) -> None:
+    def __init__(self, bb: Backbone, task: Task, prompts: torch.Tensor, cfg: Any, max_length: int,
+                 use_engine: bool = True) -> None:
+        """``use_engine=False``: Hugging Face ``generate`` and one scoring forward for causal LMs too
+        (what a user would write without the engine; the benchmark's baseline)."""
         self.bb, self.task, self.cfg = bb, task, cfg
         self.enc = GenEncoder(task, bb, max_length + cfg.max_new_tokens, prompts.shape[1])
         self.enc.max_target = cfg.max_new_tokens + 1
         self.prompts = prompts.to(bb.device, bb.model.dtype)  # built once, reused by every round
         self.pad = bb.tokenizer.pad_token_id
-        self.engine = None if bb.is_seq2seq else Engine(
+        self.engine = None if bb.is_seq2seq or not use_engine else Engine(
             bb, self.prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
             top_k=cfg.top_k, repetition_penalty=cfg.repetition_penalty, multi_line=cfg.multi_line, eos=self.enc.eos)
         self.rows: list[dict[str, Any]] = []  # the engine's rows of the last _generate call
@@ -86,7 +90,7 @@ class Sampler:
         task = self.task
         field = generated_field(task)
         rows = [dict(f) for f in firsts]
-        if task.is_pair and self.cfg.first_texts == "generator":  # FirstTexts.GENERATOR (a str enum)
+        if task.is_pair and self.cfg.first_texts == FirstTexts.GENERATOR:
             lead = task.gen_template_for(task.labels[label_index]).split("{" + task.fields[0] + "}")[0]
             lead_ids = self.enc.bos + self.enc._ids(lead.rstrip(" ")) + ([self.enc.eos] if self.bb.is_seq2seq else [])
             texts = self._generate(label_index, [lead_ids or [self.enc.eos]] * len(rows), seed ^ 0x5EED)

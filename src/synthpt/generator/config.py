@@ -21,6 +21,14 @@ class GeneratorMode(enum.StrEnum):
 MODES = tuple(values_of(GeneratorMode))
 
 
+class FirstTexts(enum.StrEnum):
+    """Where a pair task's first text comes from in Stage 2 (``--first-texts``; any other value is a
+    corpus FILE)."""
+
+    DATA = "data"  # the few-shot train split's first texts, cycled in a seeded order
+    GENERATOR = "generator"  # the label prompt writes it from the template's lead-in
+
+
 @dataclass
 class GeneratorConfig:
     """Every knob of Stage 1.

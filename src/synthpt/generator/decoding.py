@@ -21,14 +21,17 @@ tokens, bit for bit.  :class:`Stats` counts the tokens and seconds of each part.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers.cache_utils import Cache
 
 from synthpt.core.models import Backbone
+from synthpt.core.scoring import _cache_kwarg, _cache_of
 from synthpt.generator.sampling import line_end_flags, nucleus_sample, penalise_repeats
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (H, T, D)
@@ -56,7 +59,7 @@ class Stats:
 
 
 def _cache(kv: KV) -> Any:
-    from transformers.cache_utils import Cache, DynamicLayer
+    from transformers.cache_utils import DynamicLayer  # (transformers >= 4.56, as Cache(layers=...))
 
     layers = []
     for k, v in kv:
@@ -67,6 +70,7 @@ def _cache(kv: KV) -> Any:
     return Cache(layers=layers)
 
 
+@functools.cache  # one class for every Engine, not a new one per call
 def _slot_layer_cls() -> type:
     from transformers.cache_utils import DynamicLayer
 
@@ -98,8 +102,6 @@ class Engine:
     def __init__(self, bb: Backbone, prompts: torch.Tensor, *, max_new_tokens: int, temperature: float = 1.0,
                  top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0, multi_line: bool = False,
                  eos: int, max_prefixes: int = 256, slack: int = 33) -> None:
-        from synthpt.core.scoring import _cache_kwarg
-
         self.bb, self.prompts = bb, prompts
         self.base, self.head = bb.model.base_model, bb.model.get_output_embeddings()
         self.kw = _cache_kwarg(type(self.base))
@@ -146,7 +148,7 @@ class Engine:
         pos = start.unsqueeze(1) + torch.arange(T, device=dev).unsqueeze(0)
         kwargs = {self.kw: _cache(past)} if P else {"use_cache": True}
         out = self.base(input_ids=x, attention_mask=mask, position_ids=pos, **kwargs)
-        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        cache = _cache_of(out)
         return out.last_hidden_state, cache, P
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
@@ -166,7 +168,7 @@ class Engine:
         if q_todo:  # the label prompts themselves (positions 0..n-1)
             emb = self.prompts[q_todo].to(self.bb.device, self.bb.model.dtype)
             out = self.base(inputs_embeds=emb, use_cache=True)
-            cache = out.cache if hasattr(out, "cache") else out.past_key_values
+            cache = _cache_of(out)
             logits = self._logits(out.last_hidden_state[:, -1])
             for i, lab in enumerate(q_todo):
                 kv = [(la.keys[i].clone(), la.values[i].clone()) for la in cache.layers]
@@ -349,8 +351,6 @@ class Engine:
         self.pos, self.n_gen, self.row, self.pending = (torch.zeros(W, dtype=torch.long, device=dev) for _ in range(4))
         self.seen = torch.zeros(W, dtype=torch.bool, device=dev)
         self.layers = [_slot_layer_cls()(bk, bv, self) for bk, bv in self.buf]
-        from transformers.cache_utils import Cache
-
         cache = Cache(layers=self.layers)
         queue = deque(range(len(ctxs)))
         results: list[dict[str, Any] | None] = [None] * len(ctxs)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from synthpt.core.errors import fail
 from synthpt.core.models import Backbone
-from synthpt.core.scoring import pad_right
+from synthpt.core.scoring import _special_affixes, pad_right
 from synthpt.tasks import Task
 
 
@@ -61,7 +61,8 @@ class GenEncoder:
         self.pieces = self._parse(self.task.gen_template)
         self.label_pieces = {lab: self._parse(self.task.gen_template_for(lab)) for lab in self.task.labels}
         self.max_target = max(4, self.max_length // 2)
-        self.bos = leading_bos(self.backbone)
+        # what the tokenizer puts before every text (BOS), as Stage 3's Encoder.prefix finds it
+        self.bos = [] if self.backbone.is_seq2seq else _special_affixes(tok)[0]
         if self.prompt_length + 8 > self.max_length:
             raise fail(f"--max-length {self.max_length} leaves no room after a {self.prompt_length}-token prompt")
 
@@ -116,15 +117,6 @@ class GenEncoder:
         """(context, target) ids, read as ``label`` (default: the example's own label)."""
         tgt = self.target(str(example[self.field]))
         return self.context(example, len(tgt), label), tgt
-
-
-def leading_bos(bb: Backbone) -> list[int]:
-    """``[bos]`` for a causal LM whose tokenizer puts BOS before every text, else ``[]``."""
-    tok = bb.tokenizer
-    if bb.is_seq2seq or tok.bos_token_id is None:
-        return []
-    ids = tok("a")["input_ids"]
-    return [tok.bos_token_id] if ids and ids[0] == tok.bos_token_id else []
 
 
 def upcast(x: torch.Tensor) -> torch.Tensor:

@@ -5,18 +5,14 @@ anything kept, via an inverted index); ``label_consistency`` (the row's score be
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Any
 
+from synthpt.data.synstats import normalize as normalise
 from synthpt.generator.encoding import generated_field
 from synthpt.tasks import Task
 
 DROP_REASONS = ("empty", "length", "exact_duplicate", "near_duplicate", "label_consistency")
-
-
-def normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 def shingles(text: str, n: int) -> frozenset:

@@ -28,7 +28,6 @@ label, round), so a resumed run writes exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import math
 import random
@@ -44,19 +43,13 @@ from synthpt.core.errors import fail
 from synthpt.core.knobs import knob
 from synthpt.core.progress import progress_bar
 from synthpt.generator.candidates import LineEnd, Sampler, first_text_line
+from synthpt.generator.config import FirstTexts
 from synthpt.generator.encoding import generated_field
-from synthpt.generator.filters import DROP_REASONS, Filters, NearDupIndex, normalise, shingles
+from synthpt.generator.filters import DROP_REASONS, Filters
 from synthpt.tasks import Task
 
-__all__ = ["DROP_REASONS", "Filters", "FirstTexts", "GenerationConfig", "LineEnd", "NearDupIndex", "Sampler", "first_text_line",
-           "normalise", "run_generation", "shingles"]
-
-
-class FirstTexts(enum.StrEnum):
-    """Where a pair task's first text comes from (``--first-texts``; any other value is a corpus FILE)."""
-
-    DATA = "data"  # the few-shot train split's first texts, cycled in a seeded order
-    GENERATOR = "generator"  # the label prompt writes it from the template's lead-in
+__all__ = ["DROP_REASONS", "Filters", "FirstTexts", "GenerationConfig", "LineEnd", "Sampler", "first_text_line",
+           "run_generation"]
 
 
 @dataclass
@@ -276,8 +269,6 @@ def run_generation(generator: str | Path, out: str | Path, cfg: GenerationConfig
                          "cpu_s": round(time.process_time() - c0, 3),
                          **(asdict(sampler.engine.stats) if sampler.engine else {})}}
     if dist.is_main():
-        if not out.exists():
-            out.touch()
         write_json(report_path, report)
         output.finish()
     dist.barrier()

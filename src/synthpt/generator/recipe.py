@@ -11,6 +11,8 @@ from synthpt.core.errors import fail
 from synthpt.core.io import write_json
 from synthpt.core.models import Backbone, load_backbone
 from synthpt.core.runinfo import config_hash, versions
+from synthpt.core.saving import already_done
+from synthpt.core.training import checkpoint_path
 from synthpt.data import load_split
 from synthpt.generator.config import GeneratorConfig
 from synthpt.generator.saving import read_generator_meta, save_generator
@@ -34,20 +36,19 @@ def run_generator_tuning(task: Task, data: str | Path, model: str | Backbone, ou
     run_cfg = {"task": task.to_dict(), "data": str(Path(data).resolve()), "model": model_name, "generator": asdict(cfg)}
     key = config_hash(run_cfg)
     meta_path = out / "generator.json"
-    if not restart and meta_path.is_file():
-        done = read_generator_meta(out)
-        if done.get("config_hash") == key:
-            return done["summary"]
-        if not (out / "checkpoint.pt").exists():
-            raise fail(f"{out}: holds a generator tuned with another configuration; use --restart or another --out")
+    done = already_done(meta_path, key, out, "a generator tuned", restart=restart,
+                        resumable=checkpoint_path(out).exists(), read=lambda p: read_generator_meta(out))
+    if done is not None:
+        return done["summary"]
     splits = load_split(data, task)
     bb = model if isinstance(model, Backbone) else load_backbone(model, trust_remote_code=trust_remote_code,
                                                                    device=dist.device())
     t0 = time.perf_counter()
     trainer = GeneratorTrainer(task, bb, cfg, splits["train"], out_dir=out, progress=progress)
     if restart and dist.is_main():  # only now that every input is known good: a bad input leaves old outputs
-        for name in ("checkpoint.pt", "generator.json", "log.jsonl", "prompts.safetensors", "weight_net.safetensors"):
-            (out / name).unlink(missing_ok=True)
+        names = ("generator.json", "log.jsonl", "prompts.safetensors", "weight_net.safetensors")
+        for path in (checkpoint_path(out), *(out / name for name in names)):
+            path.unlink(missing_ok=True)
     dist.barrier()
     result = trainer.fit()
     last = result.history[-1] if result.history else {}
@@ -63,6 +64,6 @@ def run_generator_tuning(task: Task, data: str | Path, model: str | Backbone, ou
         write_json(meta_path, {"task": task.to_dict(), "model": model_name, "data": run_cfg["data"],
                                "mode": cfg.mode, "config": asdict(cfg), "config_hash": key,
                                "versions": versions(), "summary": summary})
-        (out / "checkpoint.pt").unlink(missing_ok=True)
+        checkpoint_path(out).unlink(missing_ok=True)
     dist.barrier()
     return summary
