@@ -160,7 +160,7 @@ def run_prompt_tuning(
                                                  "model": model_name, "config_hash": key})
         write_json(out / "config.json", {"config": run_cfg, "versions": versions()})
         write_card(out, task, model_name, bb.name_or_path, tuple(prompt.shape), metrics=metrics,
-                   train=run_cfg["train"], data=data, synthetic=syn_name,
+                   train={**run_cfg["train"], "max_steps": trainer.cfg.max_steps}, data=data, synthetic=syn_name,
                    counts={"train": len(splits["train"]), "dev": len(splits["dev"]), "synthetic": len(syn_rows)})
         write_json(metrics_path, metrics)
         (out / "checkpoint.pt").unlink(missing_ok=True)
