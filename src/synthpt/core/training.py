@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from synthpt.core import distributed as dist
 from synthpt.core.checkpointing import load_checkpoint, open_step_log
 from synthpt.core.progress import progress_bar
 
@@ -94,8 +93,7 @@ def run_steps(trainer: Trainer, *, max_steps: int, checkpoint_every: int, out: P
     start = trainer.global_step
     history: list[dict[str, Any]] = []
     log = open_step_log(out, start if resumed else None)
-    bar = progress_bar(total=max_steps, initial=start, desc=desc, disable=not progress or not dist.is_main(),
-                       dynamic_ncols=True)
+    bar = progress_bar(total=max_steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True)
     try:
         while trainer.global_step < max_steps:
             rec = trainer.train_step(trainer.global_step)
