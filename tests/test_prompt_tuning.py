@@ -309,3 +309,20 @@ def test_card_shows_the_steps_syn_epochs_resolved(rte_split, tmp_path):
     card = (out / "README.md").read_text()
     assert "max_steps 3," in card and "max_steps 50" not in card and "of 3" in card
     assert json.loads((out / "config.json").read_text())["config"]["train"]["max_steps"] == 50
+
+
+def test_card_names_the_split_source_and_survives_a_bad_record(tmp_path):
+    from synthpt.prompt_tuning.card import render_card
+
+    def source(split_json: str | None) -> str:
+        d = tmp_path / f"d{len(list(tmp_path.iterdir()))}"
+        d.mkdir()
+        if split_json is not None:
+            (d / "split.json").write_text(split_json)
+        card = render_card(get_task("rte"), "tiny-t5", "tiny-t5", (4, 8), data=d)
+        return next(ln for ln in card.splitlines() if ln.startswith("- real rows:")).split("; from ", 1)[1]
+
+    good = source('{"source": "lmbff", "k": 16, "seed": 13}')
+    assert good.endswith(": LM-BFF's published split, K = 16 per class, seed 13")
+    for bad in (None, "[1, 2]", '{"source": "lm'):
+        assert source(bad).startswith("`") and source(bad).endswith("`"), bad  # the folder, nothing more
