@@ -11,7 +11,6 @@ of an interrupted one continues from its checkpoint.
 from __future__ import annotations
 
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,6 @@ from synthpt.core.io import write_json
 from synthpt.core.models import Backbone, load_backbone, parse_dtype
 from synthpt.core.runinfo import config_hash, versions
 from synthpt.core.saving import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
     already_done,
     check_prompt_fits,
     load_peft_prompt,
@@ -167,8 +164,3 @@ def run_prompt_tuning(
     dist.barrier()
     return metrics
 
-
-def copy_adapter(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
-        shutil.copy2(src / name, dst / name)
