@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 
 from synthpt.core.checkpointing import load_checkpoint, open_step_log
 from synthpt.core.progress import progress_bar
@@ -64,6 +64,14 @@ class Trainer(Protocol):
     def try_resume(self) -> bool: ...
 
     def fit(self) -> TrainResult: ...
+
+
+@overload
+def checkpoint_path(out: Path) -> Path: ...
+
+
+@overload
+def checkpoint_path(out: None) -> None: ...
 
 
 def checkpoint_path(out: Path | None) -> Path | None:
