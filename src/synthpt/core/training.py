@@ -1,10 +1,10 @@
 """The one contract every training loop of synthpt keeps, and the step loop they share.
 
-Four loops train something: prompt tuning (``PromptTrainer``), generator tuning
-(``GeneratorTrainer``), full fine-tuning (``FineTuneTrainer``: FT, PFT, PFT + soft prompt) and
-OPTIMA's adaptation phase (``OptimaTrainer``).  They differ in what a step computes and agree on
-everything around it, so each has the same fixed verbs (torchtune's recipe interface, as a
-:class:`typing.Protocol`: a shape to keep, no implementation to inherit):
+Five loops train something: prompt tuning (``PromptTrainer``), generator tuning
+(``GeneratorTrainer``), full fine-tuning (``FineTuneTrainer``: FT, PFT, PFT + soft prompt),
+OPTIMA's adaptation phase (``OptimaTrainer``) and LoRA (``LoraTrainer``).  They differ in what a
+step computes and agree on everything around it, so each has the same fixed verbs (torchtune's
+recipe interface, as a :class:`typing.Protocol`: a shape to keep, no implementation to inherit):
 
 - ``global_step``: optimizer steps done so far (what a checkpoint resumes from);
 - ``train_step(step)``: one update on the batch of ``step``, returns that step's log record;

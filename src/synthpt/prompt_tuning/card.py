@@ -49,7 +49,9 @@ def render_card(task: Task, model: str, base_path: str, prompt_shape: tuple[int,
                 metrics: dict[str, Any] | None = None, train: dict[str, Any] | None = None,
                 data: str | Path | None = None, synthetic: str | None = None, counts: dict[str, int] | None = None,
                 note: str | None = None) -> str:
-    """The card's markdown (pure: every fact is an argument, so a test can check each)."""
+    """The card's markdown.  The run's facts are arguments, so a test can check each; it also reads
+    what only the files know: the base model's license (its README) and the split's source
+    (``split.json`` in ``data``), and the command line and library versions of this process."""
     lic = model_license(model, base_path)
     n, d = prompt_shape
     counts = counts or {}
