@@ -350,3 +350,14 @@ def test_sample_heldout_errors() -> None:
         sample_heldout(rows, "rte", 0, 1, exclude=[])
     with pytest.raises(SynthptError, match="no data directory"):
         training_pool("rte", None)
+
+
+def test_task_spec_with_a_bom_loads_and_a_latin1_one_says_where(tmp_path: Path) -> None:
+    """Editors on Windows save UTF-8 with a BOM; ``load_task_spec`` reads it like every other input."""
+    spec = ("name: reviews\nfields: [review]\nlabels: [bad, good]\nlabel_words: {bad: bad, good: good}\n"
+            "template: '{review} It was{mask}'\n")
+    (tmp_path / "bom.yaml").write_bytes(b"\xef\xbb\xbf" + spec.encode())
+    assert load_task_spec(tmp_path / "bom.yaml").name == "reviews"
+    (tmp_path / "latin1.yaml").write_bytes(spec.replace("It was", "C'\xe9tait").encode("latin-1"))
+    with pytest.raises(SynthptError, match=r"latin1\.yaml: not UTF-8 text \(byte 0xe9 at line 5\)"):
+        load_task_spec(tmp_path / "latin1.yaml")

@@ -66,3 +66,21 @@ def test_progress_off(monkeypatch):
     bar = progress_bar(range(3), desc="x", stream=tty)
     assert list(bar) == [0, 1, 2]
     assert tty.getvalue() == ""
+
+
+def test_only_the_main_process_draws(monkeypatch):
+    """Under ``accelerate launch`` every rank runs the same loop; one bar, from rank 0, is enough."""
+    from synthpt.core import distributed
+
+    monkeypatch.setenv("SYNTHPT_PROGRESS", "bars")
+    for main, drawn in ((False, False), (True, True)):
+        monkeypatch.setattr(distributed, "is_main", lambda main=main: main)
+        tty = FakeTTY()
+        bar = progress_bar(range(3), desc="x", stream=tty)
+        assert bar.disable is not drawn and list(bar) == [0, 1, 2]
+        assert ("x:" in tty.getvalue()) is drawn
+
+
+def test_unknown_progress_mode_means_auto(monkeypatch):
+    monkeypatch.setenv("SYNTHPT_PROGRESS", "sometimes")
+    assert mode(FakeTTY()) == "bars" and mode(io.StringIO()) == "lines"

@@ -294,3 +294,35 @@ def test_zero_shot_filter_that_keeps_nothing_says_so(rte_split, tmp_path):
                              max_length=64)
     with pytest.raises(SynthptError, match=r"contradicts every one of the 12 synthetic rows"):
         run_prompt_tuning(task, rte_split, bb, tmp_path / "pt", cfg, synthetic=wrong, max_eval=8, progress=False)
+
+
+def test_card_shows_the_steps_syn_epochs_resolved(rte_split, tmp_path):
+    """With ``syn_epochs`` the run takes the steps the data asks for; the card says those, while the
+    recorded config (and so its hash) keeps the ``max_steps`` that was asked for."""
+    syn = [{"text1": f"premise {i}", "text2": f"hyp {i}", "label": ["entailment", "not_entailment"][i % 2]}
+           for i in range(12)]
+    cfg = PromptTrainerConfig(strategy="paired", batch_size=4, syn_batch_size=2, max_steps=50, syn_epochs=0.5,
+                             prompt_length=4, eval_every=3, max_length=64, seed=0)
+    out = tmp_path / "pt"
+    m = run_prompt_tuning(get_task("rte"), rte_split, "tiny-t5", out, cfg, synthetic=syn, max_eval=8, progress=False)
+    assert m["steps"] == 3  # ceil(0.5 * 12 / 2)
+    card = (out / "README.md").read_text()
+    assert "max_steps 3," in card and "max_steps 50" not in card and "of 3" in card
+    assert json.loads((out / "config.json").read_text())["config"]["train"]["max_steps"] == 50
+
+
+def test_card_names_the_split_source_and_survives_a_bad_record(tmp_path):
+    from synthpt.prompt_tuning.card import render_card
+
+    def source(split_json: str | None) -> str:
+        d = tmp_path / f"d{len(list(tmp_path.iterdir()))}"
+        d.mkdir()
+        if split_json is not None:
+            (d / "split.json").write_text(split_json)
+        card = render_card(get_task("rte"), "tiny-t5", "tiny-t5", (4, 8), data=d)
+        return next(ln for ln in card.splitlines() if ln.startswith("- real rows:")).split("; from ", 1)[1]
+
+    good = source('{"source": "lmbff", "k": 16, "seed": 13}')
+    assert good.endswith(": LM-BFF's published split, K = 16 per class, seed 13")
+    for bad in (None, "[1, 2]", '{"source": "lm'):
+        assert source(bad).startswith("`") and source(bad).endswith("`"), bad  # the folder, nothing more

@@ -73,3 +73,25 @@ def test_every_training_loop_keeps_the_contract_without_a_base_class():
         assert typing.get_type_hints(cls.fit)["return"] is TrainResult, cls
         assert "self.global_step = 0" in inspect.getsource(cls.__init__), cls
 
+
+
+def test_resume_drops_a_torn_last_log_line_and_names_a_bad_one(tmp_path):
+    """A kill mid-write tears the last line, always of a step after the checkpoint: dropped.  A bad
+    line elsewhere is not what a kill leaves: one clear error naming it."""
+    from synthpt.core.errors import SynthptError
+
+    with pytest.raises(KeyboardInterrupt):
+        Toy(tmp_path / "cut", die_at=5).fit()  # checkpoint after step 4, steps 1-5 logged
+    log = tmp_path / "cut" / "log.jsonl"
+    with log.open("a") as fh:
+        fh.write('{"step": 6, "x')  # torn by the kill
+    res = Toy(tmp_path / "cut").fit()
+    assert res.resumed_from == 4
+    assert [json.loads(ln)["step"] for ln in log.read_text().splitlines()] == list(range(1, 8))
+    (tmp_path / "cut" / "checkpoint.pt").unlink()
+    with pytest.raises(KeyboardInterrupt):
+        Toy(tmp_path / "bad", die_at=5).fit()
+    lines = (tmp_path / "bad" / "log.jsonl").read_text().splitlines()
+    (tmp_path / "bad" / "log.jsonl").write_text("\n".join([lines[0], "[1, 2]", *lines[1:]]) + "\n")
+    with pytest.raises(SynthptError, match=r"log\.jsonl: line 2: not a step record; rerun with --restart"):
+        Toy(tmp_path / "bad").fit()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from synthpt.core.errors import fail, first_line
+from synthpt.core.io import read_text
 
 
 @dataclass(frozen=True)
@@ -212,10 +213,7 @@ def load_task_spec(path: str | Path) -> Task:
     p = Path(path)
     if not p.is_file():
         raise fail(f"{p}: task spec file not found")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise fail(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = read_text(p)  # a BOM is dropped; unreadable or non-UTF-8: one line
     try:
         if p.suffix.lower() == ".json":
             spec = json.loads(text)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthpt.core.io import write_json
+from synthpt.core.errors import SynthptError
+from synthpt.core.io import read_json_object, write_json
 from synthpt.core.runinfo import config_hash
 
 
@@ -38,9 +39,11 @@ class StageResult:
 
 
 def _read_marker(path: Path) -> dict[str, Any] | None:
+    """The marker's record; None when there is none or it is unreadable, torn or not an object
+    (the stage then runs as if never run: its own checkpoint decides what is kept)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_json_object(path, "stage marker")
+    except SynthptError:
         return None
 
 

@@ -18,7 +18,7 @@ import torch
 
 from synthpt.core import distributed as dist
 from synthpt.core.errors import fail, first_line
-from synthpt.core.io import atomic_torch_save
+from synthpt.core.io import atomic_torch_save, atomic_write_text, read_text
 
 
 def save_checkpoint(path: Path | None, state: dict[str, Any]) -> None:
@@ -43,16 +43,42 @@ def load_checkpoint(path: Path | None, config: dict[str, Any]) -> dict[str, Any]
     return state
 
 
+def _committed_lines(path: Path, resumed_at: int) -> list[str]:
+    """The lines of ``path`` for steps up to ``resumed_at`` (the checkpoint's step).
+
+    A kill mid-write leaves a torn last line.  A step's line is flushed before that step's
+    checkpoint is saved, so a torn last line is always of a step after the checkpoint: it is
+    dropped like the other uncommitted steps.  A bad line anywhere else is not something a
+    kill leaves, so it is one clear error rather than a guess."""
+    lines = read_text(path).splitlines()
+    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    kept: list[str] = []
+    for i, ln in enumerate(lines):
+        if not ln.strip():
+            continue
+        try:
+            committed = json.loads(ln)["step"] <= resumed_at
+        except (ValueError, TypeError, KeyError):
+            if i == last:
+                break
+            raise fail(f"{path}: line {i + 1}: not a step record; rerun with --restart") from None
+        if committed:
+            kept.append(ln)
+    return kept
+
+
 def open_step_log(out: Path | None, resumed_at: int | None) -> IO[str] | None:
-    """``out/log.jsonl`` for appending (main process only), cut back to ``resumed_at`` steps."""
+    """``out/log.jsonl`` for appending (main process only), cut back to ``resumed_at`` steps.
+
+    The cut is one atomic rewrite, so a kill during it leaves the old log, never an empty one."""
     if out is None or not dist.is_main():
         return None
     out.mkdir(parents=True, exist_ok=True)
     path = out / "log.jsonl"
     kept: list[str] = []
     if resumed_at is not None and path.is_file():
-        kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resumed_at]
-    path.write_text("".join(ln + "\n" for ln in kept))
+        kept = _committed_lines(path, resumed_at)
+    atomic_write_text(path, "".join(ln + "\n" for ln in kept))
     return open(path, "a")
 
 

@@ -46,8 +46,7 @@ def predict(
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = torch.empty((len(ids), len(encoder.label_ids)))
     p = None if prompt is None else prompt.to(encoder.backbone.device)
-    bar = progress_bar(range(0, len(order), batch_size), desc=desc, disable=not progress or not dist.is_main(),
-               leave=False)
+    bar = progress_bar(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False)
     for start in bar:
         idx = order[start : start + batch_size]
         out[idx] = label_logprobs(encoder, [ids[i] for i in idx], p).float().cpu()

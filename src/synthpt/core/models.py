@@ -156,9 +156,7 @@ def resolve_model(name: str) -> str:
         return str(_publish_dir(lambda d: _build_tiny(key.lower(), d), cache_dir() / "models" / key.lower()))
     if key.lower() in PACKAGED:
         spec = PACKAGED[key.lower()]
-        target = cache_dir() / "models" / spec.model
-        if (target / "config.json").is_file():
-            return str(target)
+        target = cache_dir() / "models" / spec.model  # _publish_dir returns it as is once built
         return str(_publish_dir(lambda d: dequantise_gguf(find_gguf(spec, cache_dir()), d), target))
     p = Path(key).expanduser()
     if p.suffix == ".gguf":
@@ -238,9 +236,7 @@ def load_backbone(
     path = resolve_model(name)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except OSError as e:
-        raise fail(f"cannot load model {name!r}: {first_line(e)}") from None
-    except ValueError as e:
+    except (OSError, ValueError) as e:
         raise fail(f"cannot load model {name!r}: {first_line(e)}") from None
     is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
     cls = AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM

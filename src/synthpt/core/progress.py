@@ -23,6 +23,8 @@ from typing import Any
 
 from tqdm import tqdm as std_tqdm
 
+from synthpt.core import distributed as dist
+
 LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 MODES = ("auto", "bars", "lines", "off")
 
@@ -39,7 +41,7 @@ def line_interval() -> float:
 def mode(stream: Any = None) -> str:
     """``bars``, ``lines`` or ``off`` for ``stream`` (default: stderr) under ``SYNTHPT_PROGRESS``."""
     chosen = os.environ.get("SYNTHPT_PROGRESS", "auto").strip().lower()
-    if chosen in ("bars", "lines", "off"):
+    if chosen in MODES and chosen != "auto":
         return chosen
     stream = sys.stderr if stream is None else stream
     if _in_notebook():
@@ -104,9 +106,11 @@ class LineBar(std_tqdm):
 
 def progress_bar(iterable: Iterable[Any] | None = None, *, desc: str | None = None, total: float | None = None,
              disable: bool = False, stream: Any = None, **kwargs: Any) -> std_tqdm:
-    """A progress bar for the terminal or a log (see the module docstring); tqdm's arguments."""
+    """A progress bar for the terminal or a log (see the module docstring); tqdm's arguments.
+
+    Hidden on every process but the main one: N processes drawing N bars of one run is noise."""
     how = mode(stream)
-    if how == "off":
+    if how == "off" or not dist.is_main():
         disable = True
     if stream is not None:
         kwargs["file"] = stream

@@ -18,6 +18,7 @@ Every write is atomic (:mod:`synthpt.core.io`): a kill leaves the old file or th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,6 @@ ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetens
 def save_peft_prompt(out_dir: str | Path, prompt: torch.Tensor, backbone: Backbone, extra: dict | None = None) -> None:
     """Write a PEFT prompt-tuning adapter for ``backbone`` (atomic per file; weights first, so a
     folder with a config always has its weights)."""
-    import json
-
     from peft import PromptTuningConfig, TaskType
 
     out = Path(out_dir)
@@ -104,8 +103,6 @@ LABEL_PROMPTS, WEIGHT_NET = "prompts.safetensors", "weight_net.safetensors"
 def save_label_prompts(out: str | Path, labels: Sequence[str], prompts: torch.Tensor,
                        weight_net: dict[str, torch.Tensor] | None = None) -> None:
     """``prompts`` (L, n, d), one per label in ``labels`` order; ``weight_net``: W's state dict, if any."""
-    import json
-
     out = Path(out)
     tensors = {f"prompt/{lab}": prompts[li].float() for li, lab in enumerate(labels)}  # each (n, d)
     atomic_save_safetensors(out / LABEL_PROMPTS, tensors, metadata={"labels": json.dumps(list(labels))})

@@ -1,10 +1,10 @@
 """The one contract every training loop of synthpt keeps, and the step loop they share.
 
-Four loops train something: prompt tuning (``PromptTrainer``), generator tuning
-(``GeneratorTrainer``), full fine-tuning (``FineTuneTrainer``: FT, PFT, PFT + soft prompt) and
-OPTIMA's adaptation phase (``OptimaTrainer``).  They differ in what a step computes and agree on
-everything around it, so each has the same fixed verbs (torchtune's recipe interface, as a
-:class:`typing.Protocol`: a shape to keep, no implementation to inherit):
+Five loops train something: prompt tuning (``PromptTrainer``), generator tuning
+(``GeneratorTrainer``), full fine-tuning (``FineTuneTrainer``: FT, PFT, PFT + soft prompt),
+OPTIMA's adaptation phase (``OptimaTrainer``) and LoRA (``LoraTrainer``).  They differ in what a
+step computes and agree on everything around it, so each has the same fixed verbs (torchtune's
+recipe interface, as a :class:`typing.Protocol`: a shape to keep, no implementation to inherit):
 
 - ``global_step``: optimizer steps done so far (what a checkpoint resumes from);
 - ``train_step(step)``: one update on the batch of ``step``, returns that step's log record;
@@ -23,9 +23,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 
-from synthpt.core import distributed as dist
 from synthpt.core.checkpointing import load_checkpoint, open_step_log
 from synthpt.core.progress import progress_bar
 
@@ -67,6 +66,14 @@ class Trainer(Protocol):
     def fit(self) -> TrainResult: ...
 
 
+@overload
+def checkpoint_path(out: Path) -> Path: ...
+
+
+@overload
+def checkpoint_path(out: None) -> None: ...
+
+
 def checkpoint_path(out: Path | None) -> Path | None:
     """Where a loop writing into ``out`` keeps its checkpoint (None: the loop does not checkpoint)."""
     return None if out is None else out / "checkpoint.pt"
@@ -94,8 +101,7 @@ def run_steps(trainer: Trainer, *, max_steps: int, checkpoint_every: int, out: P
     start = trainer.global_step
     history: list[dict[str, Any]] = []
     log = open_step_log(out, start if resumed else None)
-    bar = progress_bar(total=max_steps, initial=start, desc=desc, disable=not progress or not dist.is_main(),
-                       dynamic_ncols=True)
+    bar = progress_bar(total=max_steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True)
     try:
         while trainer.global_step < max_steps:
             rec = trainer.train_step(trainer.global_step)

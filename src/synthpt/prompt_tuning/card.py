@@ -9,11 +9,11 @@ The front matter is the Hugging Face Hub's model-card metadata, so the folder ca
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from synthpt.core.io import atomic_write_text
+from synthpt.core.errors import SynthptError
+from synthpt.core.io import atomic_write_text, read_json_object
 from synthpt.core.models import model_license
 from synthpt.core.runinfo import command, versions
 from synthpt.tasks import Task
@@ -24,8 +24,8 @@ def _split_source(data: str | Path | None) -> str:
     if not data:
         return "not recorded"
     try:
-        meta = json.loads((Path(data) / "split.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        meta = read_json_object(Path(data) / "split.json", "split record")
+    except SynthptError:  # no record (a user's own folder) or a bad one: the card names the folder only
         return f"`{data}`"
     how = {"lmbff": "LM-BFF's published split", "sampled": "sampled by synthpt (LM-BFF procedure)"}
     src = how.get(str(meta.get("source")), str(meta.get("source", "?")))
@@ -49,7 +49,9 @@ def render_card(task: Task, model: str, base_path: str, prompt_shape: tuple[int,
                 metrics: dict[str, Any] | None = None, train: dict[str, Any] | None = None,
                 data: str | Path | None = None, synthetic: str | None = None, counts: dict[str, int] | None = None,
                 note: str | None = None) -> str:
-    """The card's markdown (pure: every fact is an argument, so a test can check each)."""
+    """The card's markdown.  The run's facts are arguments, so a test can check each; it also reads
+    what only the files know: the base model's license (its README) and the split's source
+    (``split.json`` in ``data``), and the command line and library versions of this process."""
     lic = model_license(model, base_path)
     n, d = prompt_shape
     counts = counts or {}

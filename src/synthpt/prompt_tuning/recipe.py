@@ -11,7 +11,6 @@ of an interrupted one continues from its checkpoint.
 from __future__ import annotations
 
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,12 @@ from synthpt.core.io import write_json
 from synthpt.core.models import Backbone, load_backbone, parse_dtype
 from synthpt.core.runinfo import config_hash, versions
 from synthpt.core.saving import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
     already_done,
     check_prompt_fits,
     load_peft_prompt,
     save_peft_prompt,
 )
+from synthpt.core.training import checkpoint_path
 from synthpt.data import load_file, load_split
 from synthpt.prompt_tuning.card import write_card
 from synthpt.prompt_tuning.steps import config_key
@@ -113,9 +111,8 @@ def run_prompt_tuning(
     if dtype:  # only when set, so earlier runs keep their config hash
         run_cfg["dtype"] = dtype
     key = config_hash(run_cfg)
-    metrics_path = out / "metrics.json"
-    done = already_done(metrics_path, key, out, "a finished run", restart=restart,
-                        resumable=(out / "checkpoint.pt").exists())
+    metrics_path, ckpt = out / "metrics.json", checkpoint_path(out)
+    done = already_done(metrics_path, key, out, "a finished run", restart=restart, resumable=ckpt.exists())
     if done is not None:
         return done
     bb = model if isinstance(model, Backbone) else load_backbone(model, trust_remote_code=trust_remote_code, dtype=parse_dtype(dtype),
@@ -137,8 +134,8 @@ def run_prompt_tuning(
     trainer = PromptTrainer(task, bb, cfg, splits["train"], splits["dev"], syn_rows, init_prompt=prompt0,
                             out_dir=out, progress=progress)
     if restart and dist.is_main():  # only now that every input is known good: a bad input leaves old outputs
-        for name in ("checkpoint.pt", "metrics.json", "log.jsonl"):
-            (out / name).unlink(missing_ok=True)
+        for path in (ckpt, metrics_path, out / "log.jsonl"):
+            path.unlink(missing_ok=True)
     dist.barrier()
     result = trainer.fit()
     prompt = trainer.best_prompt.detach().cpu()
@@ -160,15 +157,10 @@ def run_prompt_tuning(
                                                  "model": model_name, "config_hash": key})
         write_json(out / "config.json", {"config": run_cfg, "versions": versions()})
         write_card(out, task, model_name, bb.name_or_path, tuple(prompt.shape), metrics=metrics,
-                   train=run_cfg["train"], data=data, synthetic=syn_name,
+                   train={**run_cfg["train"], "max_steps": trainer.cfg.max_steps}, data=data, synthetic=syn_name,
                    counts={"train": len(splits["train"]), "dev": len(splits["dev"]), "synthetic": len(syn_rows)})
         write_json(metrics_path, metrics)
-        (out / "checkpoint.pt").unlink(missing_ok=True)
+        ckpt.unlink(missing_ok=True)
     dist.barrier()
     return metrics
 
-
-def copy_adapter(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
-        shutil.copy2(src / name, dst / name)
