@@ -70,15 +70,17 @@ def _committed_lines(path: Path, resumed_at: int) -> list[str]:
 def open_step_log(out: Path | None, resumed_at: int | None) -> IO[str] | None:
     """``out/log.jsonl`` for appending (main process only), cut back to ``resumed_at`` steps.
 
-    The cut is one atomic rewrite, so a kill during it leaves the old log, never an empty one."""
+    A fresh run starts an empty log.  On resume the cut is one atomic rewrite, made only when
+    there is something to cut, so a kill during it leaves the old log, never an empty one."""
     if out is None or not dist.is_main():
         return None
     out.mkdir(parents=True, exist_ok=True)
     path = out / "log.jsonl"
-    kept: list[str] = []
-    if resumed_at is not None and path.is_file():
-        kept = _committed_lines(path, resumed_at)
-    atomic_write_text(path, "".join(ln + "\n" for ln in kept))
+    if resumed_at is None or not path.is_file():
+        return open(path, "w")
+    kept = _committed_lines(path, resumed_at)
+    if kept != read_text(path).splitlines():
+        atomic_write_text(path, "".join(ln + "\n" for ln in kept))
     return open(path, "a")
 
 
