@@ -55,6 +55,27 @@ def test_readme_foundation_commands(data_dir, tmp_path, capsys):
     assert "rte dev (32 rows" in capsys.readouterr().out
 
 
+
+def test_evaluate_prompt_truncates_as_trained(rte_split, tmp_path, monkeypatch, capsys):
+    """`evaluate --prompt` reads inputs at the adapter's trained --max-length (not a fixed 256), so it
+    reproduces the test score training reported; an explicit --max-length still wins."""
+    from synthpt.evaluate import Classifier
+
+    out = tmp_path / "pt"
+    assert main(["prompt-tune", "--task", "rte", "--data", str(rte_split), "--model", "tiny-gpt2", "--max-steps", "1",
+                 "--prompt-length", "4", "--max-length", "24", "--max-eval", "16", "--out", str(out)]) == 0
+    made: list[int] = []
+    real = Classifier.from_adapter.__func__
+    monkeypatch.setattr(Classifier, "from_adapter",
+                        classmethod(lambda cls, *a, **k: made.append((c := real(cls, *a, **k)).max_length) or c))
+    ev = ["evaluate", "--prompt", str(out), "--data", str(rte_split), "--split", "test", "--max-eval", "16"]
+    assert main([*ev, "--out", str(tmp_path / "m.json")]) == 0
+    assert main([*ev, "--max-length", "40"]) == 0
+    assert made == [24, 40]
+    trained = json.loads((out / "metrics.json").read_text())["test"]
+    assert json.loads((tmp_path / "m.json").read_text())["accuracy"] == trained["accuracy"]
+
+
 def _bad(args: list[str], capsys) -> str:
     code = main(args)
     err = capsys.readouterr().err.strip()

@@ -198,7 +198,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> None:
         from synthpt.core.models import load_backbone, parse_dtype
 
         bb = load_backbone(model, trust_remote_code=ns.trust_remote_code, dtype=parse_dtype(ns.dtype))
-        m = evaluate(task, bb, rows, None, ns.batch_size, max_length=ns.max_length, progress=True)
+        m = evaluate(task, bb, rows, None, ns.batch_size, max_length=ns.max_length or 256, progress=True)
     kind = f"prompt {ns.prompt}" if ad is not None else "zero-shot"
     print(f"{task.name} {ns.split} ({m['n']} rows, {kind}): "
           + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "n"))
@@ -252,7 +252,8 @@ def _register_core(sub: Any) -> None:
     add_dtype_arg(p)
     p.add_argument("--split", default="test", help="train | dev | test (default test)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--max-length", type=int,
+                   help="truncate inputs to N tokens (default: as trained with --prompt; 256 zero-shot)")
     p.add_argument("--max-eval", type=int, help="evaluate on a fixed random subset of at most N rows")
     p.add_argument("--out", help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_evaluate)
