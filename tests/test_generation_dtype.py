@@ -17,15 +17,12 @@ from synthpt.tasks import get_task
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _env(tmp_path_factory):
-    """A private model cache and one CPU thread (the machine is shared; tiny models gain nothing)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SYNTHPT_CACHE", str(tmp_path_factory.getbasetemp() / "synthpt-cache"))
-    threads = torch.get_num_threads()
+def _one_thread():
+    """One CPU thread: the machine is shared and tiny models gain nothing (conftest isolates the cache)."""
+    n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
-    mp.undo()
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
