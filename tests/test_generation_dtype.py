@@ -117,3 +117,32 @@ def test_dtype_flag_and_set(tmp_path, capsys):
     cfg = GenerationConfig(**{**st.sections["generation"], "dtype": "bfloat16"})
     cfg.validate()
     assert cfg.dtype == "bfloat16"
+
+
+def test_half_precision_attention_runs_in_float32_on_cpu():
+    """A bfloat16 model's attention goes through attention.py (products in float32): its logits stay
+    those of the model (up to bfloat16 rounding); a float32 model is left alone, bit for bit."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from synthpt.generator.attention import NAME, float32_attention
+
+    cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=128)
+    torch.manual_seed(0)
+    ref = LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(0, 64, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # a padded row
+    with torch.no_grad():
+        want = ref(input_ids=ids, attention_mask=mask).logits
+        assert not float32_attention(ref) and ref.config._attn_implementation == "sdpa"
+        assert torch.equal(ref(input_ids=ids, attention_mask=mask).logits, want)
+        half = LlamaForCausalLM(cfg).eval()
+        half.load_state_dict(ref.state_dict())
+        half.to(torch.bfloat16)
+        stock = half(input_ids=ids, attention_mask=mask).logits.float()
+        assert float32_attention(half) and half.config._attn_implementation == NAME
+        got = half(input_ids=ids, attention_mask=mask).logits.float()
+    keep = mask.bool()
+    err, stock_err = (got - want)[keep].abs().max(), (stock - want)[keep].abs().max()
+    assert not torch.equal(got, stock) and err < 0.1 and err <= 2 * stock_err
