@@ -5,19 +5,22 @@
 - :func:`real_model_figures` (when ``smollm2-135m`` is available, else one ``skipped`` line):
   ``synthpt generate`` with configs/real-cpu.yaml's generation settings on SST-2 and on MRPC
   (conditioned on the 16-shot train split's first texts), with label prompts initialised as
-  Step 1 initialises them (``init_label_prompts``; untuned):
+  Step 1 initialises them (``init_label_prompts``; untuned), once per ``generation.dtype``
+  (float32, then bfloat16; each line says which in ``dtype``):
 
   - ``generation_rows_per_s`` and ``generation_s_per_kept_row`` (target: 0.7 / 3 s, a third of
     run G's), with the seconds and tokens of prefill, decode and consistency scoring and the rows
     each filter dropped;
-  - ``generation_vs_compute_limit``: the FLOP rate Step 2 achieves over this machine's fp32 matmul
-    rate at the model's shapes, measured in the same process (target ≥ 0.5).  FLOPs are counted
+  - ``generation_vs_compute_limit``: the FLOP rate Step 2 achieves over this machine's matmul
+    rate at the model's shapes in the run's dtype, measured in the same process (target ≥ 0.5;
+    ``value_against`` names the rate; a bfloat16 run also carries ``vs_bfloat16_matmul`` and
+    ``vs_float32_matmul``, its ratio to either rate).  FLOPs are counted
     for every token the model body reads (2 · body params) and every position the LM head scores
     (2 · vocab · d), in prefill, decode and scoring alike; attention's own products are left out;
   - ``generation_vs_hf_generate``: kept rows/s over what a user would write instead (target ≥ 2):
     ``model.generate(inputs_embeds=...)`` on the same ``[Q_l ; context]`` rows, batch size and
     sampling settings (stopping at a line end), then the same filters, every candidate scored
-    under every label in one forward.
+    under every label in one forward, the model in the run's dtype.
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ def write_init_generator(bb: Backbone, task: Task, split: Path, out: Path, promp
 
 
 def matmul_rate(bb: Backbone, rows: int = 256, reps: int = 5, clock: Any = time.perf_counter) -> float:
-    """fp32 FLOP/s of ``rows`` x the model's own weight matrices, weighted as a token meets them
+    """FLOP/s of ``rows`` x the model's own weight matrices in their dtype, weighted as a token meets them
     (every layer's linear maps, then the LM head); the best of ``reps`` after a warm-up (the
     machine's rate, not its noise)."""
     import torch.nn.functional as F
@@ -193,9 +196,82 @@ def _ours(gdir: Path, cfg: Any, split: Path, out: Path) -> dict[str, Any]:
             "attempts": sum(rep["attempts"].values()), "report": rep}
 
 
+def _rates(bbs: dict[str, Backbone]) -> dict[str, tuple[float, float]]:
+    """Per dtype: the matmul rate of the model's shapes on the wall clock and on the CPU clock."""
+    return {d: (matmul_rate(b), matmul_rate(b, clock=time.process_time)) for d, b in bbs.items()}
+
+
+def _one(name: str, dtype: str, bbs: dict[str, Backbone], gdir: Path, cfg: Any, split: Path, tmp: Path,
+         common: dict[str, Any], with_hf: bool) -> list[dict[str, Any]]:
+    """The figures of one task in one dtype (:func:`real_model_figures`)."""
+    body, head = model_flops(bbs[dtype])
+    # the machine's rates on the model's shapes, before and after (the best of both); on CPU time too,
+    # which a shared machine's other processes do not inflate (one thread: CPU time = own work).  A
+    # bfloat16 run is held against both the bfloat16 and the float32 rate
+    before = _rates(bbs)
+    ours = _ours(gdir, cfg, split, tmp / f"{name}-{dtype}.jsonl")
+    after = _rates(bbs)
+    rates = {d: (max(before[d][0], after[d][0]), max(before[d][1], after[d][1])) for d in bbs}
+    rep = ours["report"]
+    tim = rep["timing"]
+    flops = sum(body * tim["tokens"][p] + head * tim["head_tokens"][p] for p in tim["tokens"])
+    common = dict(common, dtype=dtype, kept=ours["kept"], attempts=ours["attempts"],
+                  load_average=round(os.getloadavg()[0], 2))
+    one = torch.get_num_threads() == 1
+    res: list[dict[str, Any]] = []
+    s_row = ours["wall_s"] / max(1, ours["kept"])
+    parts = {p: round(tim["seconds"][p], 3) for p in tim["seconds"]}
+    parts["other"] = round(ours["wall_s"] - sum(tim["seconds"].values()), 3)
+    res.append(result("generation_rows_per_s", ours["kept"] / ours["wall_s"], None, True,
+                       wall_s=round(ours["wall_s"], 2), cpu_s=ours["cpu_s"], seconds=parts, tokens=tim["tokens"],
+                       head_tokens=tim["head_tokens"], dropped=rep["dropped"], **common))
+    target = RUN_G_S_PER_ROW / 3
+    res.append(result("generation_s_per_kept_row", s_row, round(target, 4), s_row <= target,
+                       cpu_s_per_kept_row=round(ours["cpu_s"] / max(1, ours["kept"]), 4),
+                       run_g_s_per_row=RUN_G_S_PER_ROW, **common))
+    # the value: against the matmul rate of the run's own dtype; a bfloat16 run also against float32's
+    ratios = {d: (flops / ours["wall_s"] / rates[d][0], flops / tim["cpu_s"] / rates[d][1]) for d in rates}
+    # one thread: CPU seconds on both sides (a loaded machine's time slices cancel out);
+    # more threads: wall seconds (CPU time would count every thread)
+    ratio = ratios[dtype][1] if one else ratios[dtype][0]
+    vs = {f"vs_{d}_matmul": {"ratio": round(ratios[d][1] if one else ratios[d][0], 4),
+                             "wall_ratio": round(ratios[d][0], 4), "cpu_ratio": round(ratios[d][1], 4),
+                             "matmul_gflop_per_s": round(rates[d][0] / 1e9, 2),
+                             "matmul_gflop_per_cpu_s": round(rates[d][1] / 1e9, 2)} for d in rates}
+    res.append(result("generation_vs_compute_limit", ratio, 0.5, ratio >= 0.5, value_against=f"{dtype} matmul rate",
+                       clock="cpu" if one else "wall", wall_ratio=round(ratios[dtype][0], 4),
+                       cpu_ratio=round(ratios[dtype][1], 4), cpu_s=tim["cpu_s"],
+                       achieved_gflop_per_s=round(flops / ours["wall_s"] / 1e9, 2),
+                       achieved_gflop_per_cpu_s=round(flops / tim["cpu_s"] / 1e9, 2),
+                       matmul_gflop_per_s=round(rates[dtype][0] / 1e9, 2),
+                       matmul_gflop_per_cpu_s=round(rates[dtype][1] / 1e9, 2), matmul_rows=256,
+                       **(vs if len(vs) > 1 else {}), gflop=round(flops / 1e9, 1), **common))
+    if with_hf:
+        hf = hf_side(bbs[dtype], gdir, cfg, split)
+        ours2 = _ours(gdir, cfg, split, tmp / f"{name}-{dtype}-2.jsonl")  # after, so both see the same load
+        rate = {k: statistics.fmean([o["kept"] / o[k] for o in (ours, ours2)]) for k in ("wall_s", "cpu_s")}
+        hf_rate = {k: hf["kept"] / hf[k] for k in ("wall_s", "cpu_s")}
+        sp = {k: rate[k] / hf_rate[k] for k in rate}
+        value = sp["cpu_s"] if one else sp["wall_s"]
+        res.append(result("generation_vs_hf_generate", value, 2.0, value >= 2.0, clock="cpu" if one else "wall",
+                           wall_ratio=round(sp["wall_s"], 4), cpu_ratio=round(sp["cpu_s"], 4),
+                           synthpt_rows_per_s=round(rate["wall_s"], 3), hf_rows_per_s=round(hf_rate["wall_s"], 3),
+                           synthpt_rows_per_cpu_s=round(rate["cpu_s"], 3),
+                           hf_rows_per_cpu_s=round(hf_rate["cpu_s"], 3),
+                           hf_wall_s=round(hf["wall_s"], 2), hf_cpu_s=round(hf["cpu_s"], 2),
+                           hf_attempts=hf["attempts"], synthpt_wall_s=[ours["wall_s"], ours2["wall_s"]],
+                           synthpt_cpu_s=[ours["cpu_s"], ours2["cpu_s"]],
+                           how=f"synthpt generate, then HF generate ({dtype} model) + the same filters, then "
+                               "synthpt generate again (mean of the two)", **common))
+    return res
+
+
 def real_model_figures(quick: bool = True, data_dir: str | Path | None = None,
-                       tasks: tuple[str, ...] = ("sst-2", "mrpc")) -> list[dict[str, Any]]:
-    """The real-model figures (see the module's docstring); one ``skipped`` line without the model."""
+                       tasks: tuple[str, ...] = ("sst-2", "mrpc"),
+                       dtypes: tuple[str, ...] = ("float32", "bfloat16"), n: int | None = None) -> list[dict[str, Any]]:
+    """The real-model figures (see the module's docstring); one ``skipped`` line without the model.
+    Each figure once per task and ``generation.dtype`` (``dtype`` in its line)."""
+    from synthpt.core.models import DTYPES
     from synthpt.generator.generation import GenerationConfig
 
     why = smollm2_available()
@@ -205,72 +281,26 @@ def real_model_figures(quick: bool = True, data_dir: str | Path | None = None,
     if why is not None:
         return [skipped("generation_real_model", REAL_MODEL, why, None)]
     settings = real_cpu_settings()
-    n = 32 if quick else 128
-    bb = load_backbone(REAL_MODEL, device=dist.device())
-    body, head = model_flops(bb)
+    n = n or (32 if quick else 128)
+    bb = load_backbone(REAL_MODEL, device=dist.device(), dtype=torch.float32)
     res: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in tasks:
             task = get_task(name)
             split = _split(task, Path(tmp) / f"{name}-split", d)
             gdir = write_init_generator(bb, task, split, Path(tmp) / f"{name}-gen", **settings["generator"])
-            cfg = GenerationConfig(n_per_label=n, **settings["generation"])
-            # the machine's rate on the model's shapes, before and after (the best of both); on CPU time
-            # too, which a shared machine's other processes do not inflate (one thread: CPU time = own work)
-            rates = [matmul_rate(bb), matmul_rate(bb, clock=time.process_time)]
-            ours = _ours(gdir, cfg, split, Path(tmp) / f"{name}.jsonl")
-            rate, cpu_rate = max(rates[0], matmul_rate(bb)), max(rates[1], matmul_rate(bb, clock=time.process_time))
-            rep = ours["report"]
-            tim = rep["timing"]
-            flops = sum(body * tim["tokens"][p] + head * tim["head_tokens"][p] for p in tim["tokens"])
-            load = os.getloadavg()[0]
-            common = dict(task=name, model=REAL_MODEL, n_per_label=n, kept=ours["kept"], attempts=ours["attempts"],
-                          load_average=round(load, 2), settings=settings["generation"], quick=quick)
-            s_row = ours["wall_s"] / max(1, ours["kept"])
-            parts = {p: round(tim["seconds"][p], 3) for p in tim["seconds"]}
-            parts["other"] = round(ours["wall_s"] - sum(tim["seconds"].values()), 3)
-            res.append(result("generation_rows_per_s", ours["kept"] / ours["wall_s"], None, True,
-                               wall_s=round(ours["wall_s"], 2), cpu_s=ours["cpu_s"], seconds=parts, tokens=tim["tokens"],
-                               head_tokens=tim["head_tokens"], dropped=rep["dropped"], **common))
-            target = RUN_G_S_PER_ROW / 3
-            res.append(result("generation_s_per_kept_row", s_row, round(target, 4), s_row <= target,
-                               cpu_s_per_kept_row=round(ours["cpu_s"] / max(1, ours["kept"]), 4),
-                               run_g_s_per_row=RUN_G_S_PER_ROW, **common))
-            wall_ratio = flops / ours["wall_s"] / rate
-            cpu_ratio = flops / tim["cpu_s"] / cpu_rate
-            # one thread: CPU seconds on both sides (a loaded machine's time slices cancel out);
-            # more threads: wall seconds (CPU time would count every thread)
-            ratio = cpu_ratio if torch.get_num_threads() == 1 else wall_ratio
-            res.append(result("generation_vs_compute_limit", ratio, 0.5, ratio >= 0.5,
-                               clock="cpu" if torch.get_num_threads() == 1 else "wall", wall_ratio=round(wall_ratio, 4),
-                               cpu_ratio=round(cpu_ratio, 4), cpu_s=tim["cpu_s"],
-                               achieved_gflop_per_s=round(flops / ours["wall_s"] / 1e9, 2),
-                               achieved_gflop_per_cpu_s=round(flops / tim["cpu_s"] / 1e9, 2),
-                               matmul_gflop_per_s=round(rate / 1e9, 2), matmul_gflop_per_cpu_s=round(cpu_rate / 1e9, 2),
-                               matmul_rows=256,
-                               gflop=round(flops / 1e9, 1), **common))
-            if name == tasks[0]:
-                hf = hf_side(bb, gdir, cfg, split)
-                ours2 = _ours(gdir, cfg, split, Path(tmp) / f"{name}-2.jsonl")  # after, so both see the same load
-                one = torch.get_num_threads() == 1
-                rate = {k: statistics.fmean([o["kept"] / o[k] for o in (ours, ours2)]) for k in ("wall_s", "cpu_s")}
-                hf_rate = {k: hf["kept"] / hf[k] for k in ("wall_s", "cpu_s")}
-                sp = {k: rate[k] / hf_rate[k] for k in rate}
-                value = sp["cpu_s"] if one else sp["wall_s"]
-                res.append(result("generation_vs_hf_generate", value, 2.0, value >= 2.0, clock="cpu" if one else "wall",
-                                   wall_ratio=round(sp["wall_s"], 4), cpu_ratio=round(sp["cpu_s"], 4),
-                                   synthpt_rows_per_s=round(rate["wall_s"], 3), hf_rows_per_s=round(hf_rate["wall_s"], 3),
-                                   synthpt_rows_per_cpu_s=round(rate["cpu_s"], 3),
-                                   hf_rows_per_cpu_s=round(hf_rate["cpu_s"], 3),
-                                   hf_wall_s=round(hf["wall_s"], 2), hf_cpu_s=round(hf["cpu_s"], 2),
-                                   hf_attempts=hf["attempts"], synthpt_wall_s=[ours["wall_s"], ours2["wall_s"]],
-                                   synthpt_cpu_s=[ours["cpu_s"], ours2["cpu_s"]],
-                                   how="synthpt generate, then HF generate + the same filters, then synthpt "
-                                       "generate again (mean of the two)", **common))
+            common = dict(task=name, model=REAL_MODEL, n_per_label=n, settings=settings["generation"], quick=quick,
+                          torch=torch.__version__)
+            for dtype in dtypes:
+                bbs = {"float32": bb} if dtype == "float32" else {
+                    dtype: load_backbone(REAL_MODEL, device=dist.device(), dtype=DTYPES[dtype]), "float32": bb}
+                cfg = GenerationConfig(**{**settings["generation"], "n_per_label": n, "dtype": dtype})
+                res += _one(name, dtype, bbs, gdir, cfg, split, Path(tmp), common, name == tasks[0])
     return res
 
 
 if __name__ == "__main__":  # python -m synthpt.bench.generation: the real-model figures alone
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    for r in real_model_figures(quick=os.environ.get("QUICK", "1") == "1"):
+    for r in real_model_figures(quick=os.environ.get("QUICK", "1") == "1",
+                                dtypes=tuple(os.environ.get("DTYPES", "float32,bfloat16").split(","))):
         print(json.dumps(r), flush=True)

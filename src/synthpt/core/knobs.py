@@ -17,9 +17,21 @@ from typing import Any
 from synthpt.core.errors import fail
 
 
-def knob(default: Any, help: str) -> Any:  # noqa: A002 - "help" is the metadata key argparse users expect
-    """A dataclass field with ``default`` and ``help`` (read back with :func:`help_of`)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def knob(default: Any, help: str, *, late: bool = False) -> Any:  # noqa: A002 - "help" is the metadata key argparse users expect
+    """A dataclass field with ``default`` and ``help`` (read back with :func:`help_of`).
+
+    ``late``: a knob added after stages were cached, whose default is what those runs did; at its
+    default it is left out of :func:`key_of`, so they keep their cache keys."""
+    return dataclasses.field(default=default, metadata={"help": help, "late": late})
+
+
+def key_of(cfg: Any) -> dict[str, Any]:
+    """``dataclasses.asdict(cfg)`` for cache keys, without the ``late`` knobs at their default."""
+    out = dataclasses.asdict(cfg)
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("late") and out.get(f.name) == f.default:
+            del out[f.name]
+    return out
 
 
 def help_of(f: dataclasses.Field) -> str:

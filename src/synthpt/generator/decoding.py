@@ -32,6 +32,7 @@ from transformers.cache_utils import Cache
 
 from synthpt.core.models import Backbone
 from synthpt.core.scoring import _cache_kwarg, _cache_of
+from synthpt.generator.attention import float32_attention
 from synthpt.generator.sampling import line_end_flags, nucleus_sample, penalise_repeats
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (H, T, D)
@@ -102,7 +103,7 @@ class Engine:
     def __init__(self, bb: Backbone, prompts: torch.Tensor, *, max_new_tokens: int, temperature: float = 1.0,
                  top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0, multi_line: bool = False,
                  eos: int, max_prefixes: int = 256, slack: int = 33) -> None:
-        self.bb, self.prompts = bb, prompts
+        self.bb, self.prompts, self.f32_attention = bb, prompts, float32_attention(bb.model)  # (attention.py)
         self.base, self.head = bb.model.base_model, bb.model.get_output_embeddings()
         self.kw = _cache_kwarg(type(self.base))
         self.max_new, self.T, self.top_p, self.top_k = max_new_tokens, temperature, top_p, top_k
@@ -148,8 +149,7 @@ class Engine:
         pos = start.unsqueeze(1) + torch.arange(T, device=dev).unsqueeze(0)
         kwargs = {self.kw: _cache(past)} if P else {"use_cache": True}
         out = self.base(input_ids=x, attention_mask=mask, position_ids=pos, **kwargs)
-        cache = _cache_of(out)
-        return out.last_hidden_state, cache, P
+        return out.last_hidden_state, _cache_of(out), P
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.head(h).float()
@@ -336,11 +336,11 @@ class Engine:
         longest = max(p.length for p in self.pres.values()) - n
         W = min(width, len(ctxs))
         self.cap = n + 2 * longest + self.max_new + self.slack
-        q = self.pres[()].kv
         self.buf = []
-        for k, v in q:
-            bk = k.new_zeros(W, k.shape[0], self.cap, k.shape[2])  # zeros: a masked column must not hold a NaN
-            bv = v.new_zeros(W, v.shape[0], self.cap, v.shape[2])  # (0 x NaN is NaN in attention)
+        for k, v in self.pres[()].kv:  # float32 where attention's products are (attention.py); zeros: a
+            dt = torch.float32 if self.f32_attention else k.dtype  # masked column must not hold a NaN (0 x NaN)
+            bk = k.new_zeros(W, k.shape[0], self.cap, k.shape[2], dtype=dt)
+            bv = v.new_zeros(W, v.shape[0], self.cap, v.shape[2], dtype=dt)
             bk[:, :, :n], bv[:, :, :n] = k, v
             self.buf.append((bk, bv))
         self.valid = torch.zeros(W, self.cap, dtype=torch.bool, device=dev)

@@ -11,6 +11,7 @@ from typing import Any
 
 from synthpt.core.cache import StageResult, run_stage
 from synthpt.core.errors import fail
+from synthpt.core.knobs import key_of
 from synthpt.tasks import Task
 
 
@@ -148,7 +149,7 @@ class Context:
         gen = generator_api()
         g = self.generator_dir(mode, **(generator_knobs or {}))
         cfg = self.generation_config(**(generation_knobs or {}))
-        key_cfg = {"generator": g.key, "config": dataclasses.asdict(cfg)}
+        key_cfg = {"generator": g.key, "config": key_of(cfg)}
 
         def build(target: Path, restart: bool) -> dict[str, Any]:
             target.parent.mkdir(parents=True, exist_ok=True)
