@@ -37,9 +37,9 @@ def _forward(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.T
 def float32_attention(model: Any) -> bool:
     """Run ``model``'s attention through :func:`_forward` when its weights are half precision on
     CPU and it uses ``sdpa`` (changes the model in place); True when it did."""
-    cfg = model.config
-    if (next(model.parameters()).dtype == torch.float32 or next(model.parameters()).device.type != "cpu"
-            or getattr(cfg, "_attn_implementation", None) not in ("sdpa", NAME)):
+    w = next(model.parameters())
+    if w.dtype == torch.float32 or w.device.type != "cpu" or getattr(model.config, "_attn_implementation", None) \
+            not in ("sdpa", NAME):
         return False
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
     from transformers.modeling_utils import AttentionInterface
