@@ -43,14 +43,13 @@ def load_checkpoint(path: Path | None, config: dict[str, Any]) -> dict[str, Any]
     return state
 
 
-def _committed_lines(path: Path, resumed_at: int) -> list[str]:
+def _committed_lines(path: Path, lines: list[str], resumed_at: int) -> list[str]:
     """The lines of ``path`` for steps up to ``resumed_at`` (the checkpoint's step).
 
     A kill mid-write leaves a torn last line.  A step's line is flushed before that step's
     checkpoint is saved, so a torn last line is always of a step after the checkpoint: it is
     dropped like the other uncommitted steps.  A bad line anywhere else is not something a
     kill leaves, so it is one clear error rather than a guess."""
-    lines = read_text(path).splitlines()
     last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
     kept: list[str] = []
     for i, ln in enumerate(lines):
@@ -78,8 +77,9 @@ def open_step_log(out: Path | None, resumed_at: int | None) -> IO[str] | None:
     path = out / "log.jsonl"
     if resumed_at is None or not path.is_file():
         return open(path, "w")
-    kept = _committed_lines(path, resumed_at)
-    if kept != read_text(path).splitlines():
+    lines = read_text(path).splitlines()
+    kept = _committed_lines(path, lines, resumed_at)
+    if kept != lines:
         atomic_write_text(path, "".join(ln + "\n" for ln in kept))
     return open(path, "a")
 
