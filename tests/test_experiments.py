@@ -223,6 +223,19 @@ def test_grid_caching_and_resume(tmp_path, data_dir, fake_gen, monkeypatch):
         grid.run_experiment(_settings(), data_dir, out2, progress=False)
     assert not (out2 / "table.md").exists()
     monkeypatch.setattr(PromptTuningMethod, "run", real_run)
+
+    # --tables-only: the table so far from the cached cell, the missing one named, nothing run or rewritten
+    described = (out2 / "experiment.json").read_text()
+    cache = {p: p.stat().st_mtime_ns for p in (out2 / "cache").rglob("*") if p.is_file()}
+    (out2 / "experiment.json").write_text(described + " ")  # a running grid's own description stays as it is
+    res = grid.run_experiment(_settings(), data_dir, out2, progress=False, tables_only=True)
+    assert res["computed"] == [] and res["missing"] == [("rte", 13, "ours")]
+    assert [r["method"] for r in res["records"]] == ["pt"]
+    assert {p: p.stat().st_mtime_ns for p in (out2 / "cache").rglob("*") if p.is_file()} == cache
+    assert (out2 / "experiment.json").read_text() == described + " "
+    partial = (out2 / "table.md").read_text()
+    pt_line = next(line for line in md.splitlines() if line.startswith("| Prompt Tuning |"))
+    assert pt_line in partial and "| Ours | – | – | – |" in partial
     res = grid.run_experiment(_settings(), data_dir, out2, progress=False)
     assert res["computed"] == [("rte", 13, "ours")]
     assert [s["status"] for s in res["records"][1]["stages"]][-1] == "ran"
@@ -279,6 +292,18 @@ def test_table_writers_on_known_numbers():
     tex = to_latex(table, "Main")
     assert r"Prompt Tuning & 102K & 55.0$_{\pm 5.0}$ & 70.0$_{\pm 0.0}$ & 62.5 \\" in tex
     assert r"\begin{tabular}{lrccc}" in tex and r"\caption{Main}" in tex
+
+
+def test_a_cell_over_fewer_seeds_says_so():
+    more = RECORDS + [{"task": "mrpc", "seed": 13, "method": "ours", "trainable_parameters": 102400,
+                       "metrics": {"test": {"accuracy": 0.80, "n": 10}}}]
+    table = build_table(more, [("pt", "Prompt Tuning"), ("ours", "Ours")], ["rte", "mrpc"])
+    md = to_markdown(table)
+    assert "| Prompt Tuning | 102K | 55.0 ± 5.0 | 70.0 ± 0.0 | 62.5 |" in md  # both seeds: no mark
+    assert "| Ours | 102K | 65.0 ± 2.5 | 80.0 ± 0.0 (n=1) | 72.5 |" in md
+    assert "80.0$_{\\pm 0.0}$ (n=1)" in to_latex(table)
+    assert "(n=K): a cell over K of the seeds only." in caption(table)
+    assert "(n=K)" not in caption(build_table(RECORDS, [("pt", "Prompt Tuning")], ["rte", "mrpc"]))
 
 
 # ---- YAML errors ---------------------------------------------------------------------------------
@@ -339,3 +364,11 @@ def test_set_replaces_a_grid_axis():
     with pytest.raises(SynthptError, match=r"--set seeds: expected a non-empty list"):
         st.set("seeds", parse_value("[]"), where="--set seeds")
     assert st.seeds == [13, 21]
+
+
+def test_tables_only_names_the_missing_cells():
+    from synthpt.cli.experiment import _cells_text
+
+    assert _cells_text([("rte", 13, "ours")]) == "rte seed 13 ours"
+    cells = [("n_per_label=256", "mrpc", s, "pt") for s in range(10)]
+    assert _cells_text(cells, most=2) == "n_per_label=256 mrpc seed 0 pt, n_per_label=256 mrpc seed 1 pt and 8 more"

@@ -309,3 +309,17 @@ def test_table_and_sweep_captions_share_the_seed_phrase_and_gain_capture_definit
         assert "(Ours − PT) / (oracle − PT)" in note and "oracle = PT + held-out gold rows" in note
         assert f"n/a where the oracle gains less than {MIN_GAP * 100:.0f} point" in note
     assert "AVG from the AVG column" in gain_capture_note() and "as in the tables" in gain_capture_note(sweep=True)
+
+
+def test_sweep_marks_a_cell_over_fewer_seeds():
+    from synthpt.experiments.sweep import Point, sweep_cells, sweep_markdown
+
+    p = Point((("generation.n_per_label", 256),), "n_per_label=256")
+    recs = [{"task": "rte", "seed": s, "method": m, "point": p.label, "metrics": {"test": {"accuracy": a}}}
+            for s, m, a in [(13, "pt", 0.5), (42, "pt", 0.6), (42, "ours", 0.7)]]
+    rows = [("pt", "PT"), ("ours", "Ours")]
+    cells, gains = sweep_cells([p], recs, ["rte"], rows)
+    md = sweep_markdown("T", [p], cells, ["rte"], rows, gains, [13, 42])
+    assert "| PT | 256 | 55.0 ± 5.0 | 55.0 ± 5.0 |" in md
+    assert "| Ours | 256 | 70.0 ± 0.0 (n=1) | 70.0 ± 0.0 (n=1) |" in md
+    assert md.rstrip().endswith("(n=K): over K of the seeds only.")

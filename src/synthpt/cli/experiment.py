@@ -100,11 +100,21 @@ def cmd_experiment(ns: argparse.Namespace) -> None:
     _apply_sweeps(st, ns.sweep or [])
     data_dir = ns.data_dir or st.data_dir or "../shared/data"
     res = run_experiment(st, data_dir, ns.out, tasks=_csv(ns.tasks), seeds=_csv(ns.seeds, int),
-                         methods=_csv(ns.methods), progress=not ns.quiet)
+                         methods=_csv(ns.methods), progress=not ns.quiet, tables_only=ns.tables_only)
+    if ns.tables_only:
+        missing = res["missing"]
+        print(f"tables from {res['cells'] - len(missing)} of {res['cells']} cells (--tables-only: nothing ran)"
+              + (f"; not cached yet, left out: {_cells_text(missing)}" if missing else ""))
     print(f"{res['cells']} cells in {res['seconds']:.1f} s; wrote " + ", ".join(f"{ns.out}/{f}" for f in res["files"]))
     from pathlib import Path
 
     print((Path(ns.out) / ("sweep.md" if st.sweep else "table.md")).read_text())
+
+
+def _cells_text(cells: list[tuple[Any, ...]], most: int = 8) -> str:
+    """``mrpc seed 13 ours, ...`` (the first ``most``, then how many more)."""
+    text = ", ".join(" ".join(str(x) if i != len(c) - 2 else f"seed {x}" for i, x in enumerate(c)) for c in cells[:most])
+    return text + (f" and {len(cells) - most} more" if len(cells) > most else "")
 
 
 def _apply_sweeps(st: Any, items: list[str]) -> None:
@@ -171,6 +181,10 @@ def register(sub: Any) -> None:
     p.add_argument("--seeds", help="only these seeds of the config, e.g. 13,42")
     p.add_argument("--methods", help="only these method rows of the config; a registered method the config "
                    "lacks (`synthpt methods`) is added as a row, e.g. pt,pt+gold")
+    p.add_argument("--tables-only", action="store_true",
+                   help="run nothing: write the tables and plots from the cells already cached (e.g. while the "
+                        "grid still runs in another process) and list the cells left out; synthetic-set reports "
+                        "are not remade")
     p.add_argument("--sweep", action="append", metavar="KEY=[VALUES]",
                    help="run the grid once per value of a knob, e.g. --sweep generation.n_per_label=[64,256,1024] "
                    "(repeatable: the product of the axes; replaces the config's `sweep:` axis of that key). Writes "

@@ -66,23 +66,33 @@ def cell_key(row: MethodRow, method: Any, st: Settings, task: Any, seed: int) ->
     return key
 
 
+def _cached_cell(path: Path, key: str) -> dict[str, Any] | None:
+    """The record at ``path`` when it exists and was computed with ``key``."""
+    if path.is_file():
+        try:
+            rec = json.loads(path.read_text())
+            if rec.get("key") == key:
+                return rec
+        except ValueError:
+            pass
+    return None
+
+
 def run_cell(st: Settings, row: MethodRow, task: Any, seed: int, data_dir: str | Path | None, out: Path,
-             progress: bool = True, point: str | None = None) -> tuple[dict[str, Any], bool]:
-    """The cell's record, and whether this call computed it (False: read back from its JSON)."""
+             progress: bool = True, point: str | None = None,
+             compute: bool = True) -> tuple[dict[str, Any] | None, bool]:
+    """The cell's record, and whether this call computed it (False: read back from its JSON).
+
+    With ``compute=False`` a cell that is not cached yet gives ``(None, False)``: nothing runs."""
     from synthpt.methods import get_method
 
     method = get_method(row.method)
     cells = out / "cells" / point if point else out / "cells"
     path = cells / slug(task.name) / slug(row.name) / f"seed-{seed}.json"
-    key_cfg = cell_key(row, method, st, task, seed)
-    key = config_hash(key_cfg)
-    if path.is_file():
-        try:
-            rec = json.loads(path.read_text())
-            if rec.get("key") == key:
-                return rec, False
-        except ValueError:
-            pass
+    key = config_hash(cell_key(row, method, st, task, seed))
+    rec = _cached_cell(path, key)
+    if rec is not None or not compute:
+        return rec, False
     ctx = make_context(st, row, task, seed, data_dir, out / "cache", layout="cache", progress=progress)
     t0 = time.perf_counter()
     metrics = method.run(ctx)
@@ -128,11 +138,16 @@ def select_rows(rows: list[MethodRow], methods: list[str]) -> list[MethodRow]:
 
 def run_experiment(st: Settings, data_dir: str | Path | None, out: str | Path, tasks: list[str] | None = None,
                    seeds: list[int] | None = None, methods: list[str] | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, tables_only: bool = False) -> dict[str, Any]:
     """Run (or resume) the grid, then write tables and plots.
 
+    ``tables_only``: run nothing; the tables and plots come from the cells already cached (say, while
+    another process is still running the grid), and the synthetic-set reports are left as they are.
+
     Returns a summary: ``cells`` (how many the grid has), ``computed`` (the ``(task, seed, method)``
-    cells this call computed, in order, led by the point's label in a sweep; the others were read back), ``seconds``, ``files``, ``records``."""
+    cells this call computed, in order, led by the point's label in a sweep; the others were read back),
+    ``missing`` (with ``tables_only``: the cells not cached yet, in the same form), ``seconds``, ``files``,
+    ``records``."""
     from synthpt.tasks import resolve_task
 
     out = Path(out)
@@ -153,38 +168,46 @@ def run_experiment(st: Settings, data_dir: str | Path | None, out: str | Path, t
     task_objs = [resolve_task(spec=t) if t.endswith((".yaml", ".yml", ".json")) else resolve_task(t)
                  for t in task_names]
     points = sweep_points(st.sweep)
-    write_json(out / "experiment.json", {
-        "config": st.source, "name": st.name, "tasks": [t.name for t in task_objs], "seeds": seed_list,
-        "methods": [r.name for r in rows], "model": st.model, "generator_model": st.generator_model, "k": st.k,
-        "max_eval": st.max_eval, "sections": st.sections, "versions": versions(),
-        **({"sweep": st.sweep, "points": [p.label for p in points]} if points else {})})
+    if not tables_only:  # the grid's description: left as the grid that runs (maybe in another process) wrote it
+        write_json(out / "experiment.json", {
+            "config": st.source, "name": st.name, "tasks": [t.name for t in task_objs], "seeds": seed_list,
+            "methods": [r.name for r in rows], "model": st.model, "generator_model": st.generator_model, "k": st.k,
+            "max_eval": st.max_eval, "sections": st.sections, "versions": versions(),
+            **({"sweep": st.sweep, "points": [p.label for p in points]} if points else {})})
     # points outermost: the cheap end of a data-scale curve has its tables first
     settings = [(p, point_settings(st, p)) for p in points] or [(None, st)]
     cells = [(p, pst, t, s, r) for p, pst in settings for t in task_objs for s in seed_list for r in rows]
-    records, computed = [], []
+    records, computed, missing = [], [], []
     t0 = time.perf_counter()
-    bar = progress_bar(cells, desc="grid", unit="cell", disable=not progress, dynamic_ncols=True, position=0)
+    bar = progress_bar(cells, desc="grid", unit="cell", disable=not progress or tables_only, dynamic_ncols=True,
+                       position=0)
     for p, pst, t, s, r in bar:
         bar.set_postfix_str(f"{p.label + ' ' if p else ''}{t.name} seed {s} {r.name}")
-        rec, ran = run_cell(pst, r, t, s, data_dir, out, progress=progress, point=p.label if p else None)
+        rec, ran = run_cell(pst, r, t, s, data_dir, out, progress=progress, point=p.label if p else None,
+                            compute=not tables_only)
+        where = (t.name, s, r.name) if p is None else (p.label, t.name, s, r.name)
+        if rec is None:
+            missing.append(where)
+            continue
         records.append(rec)
         if ran:
-            computed.append((t.name, s, r.name) if p is None else (p.label, t.name, s, r.name))
+            computed.append(where)
     bar.close()
     tasks_done = [t.name for t in task_objs]
     written = []
     for p, pst in settings:
         mine = [rec for rec in records if rec.get("point") == (p.label if p else None)]
         written += write_outputs(pst, mine, tasks_done, rows, out, suffix=f"-{p.label}" if p else "")
-    from synthpt.experiments.synreport import grid_reports
+    if not tables_only:  # the reports score every set with judges: work, which tables_only does not do
+        from synthpt.experiments.synreport import grid_reports
 
-    written += grid_reports(settings, records, task_objs, data_dir, out)
+        written += grid_reports(settings, records, task_objs, data_dir, out)
     if points:
         from synthpt.experiments.sweep import write_sweep_outputs
 
         written += write_sweep_outputs(st, points, records, tasks_done, rows, out)
-    return {"cells": len(cells), "computed": computed, "seconds": round(time.perf_counter() - t0, 2), "files": written,
-            "records": records}
+    return {"cells": len(cells), "computed": computed, "missing": missing, "seconds": round(time.perf_counter() - t0, 2),
+            "files": written, "records": records}
 
 
 def row_displays(rows: list[MethodRow]) -> dict[str, str]:

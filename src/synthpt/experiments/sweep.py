@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from synthpt.core.errors import fail
@@ -109,6 +109,7 @@ class SweepCell:
 
     stats: dict[str, tuple[float, float]]
     n_seeds: int
+    notes: dict[str, str] = field(default_factory=dict)  # column -> " (n=K)" where it averages fewer seeds
 
 
 def sweep_cells(points: list[Point], records: list[dict[str, Any]], tasks: list[str], rows: list[tuple[str, str]],
@@ -123,10 +124,13 @@ def sweep_cells(points: list[Point], records: list[dict[str, Any]], tasks: list[
         table = tb.build_table(mine, rows, tasks)
         for r in table.rows:
             stats = {t: s for t in tasks if (s := r.stat(t)) is not None}
+            notes = {t: n for t in tasks if (n := tb.seeds_note(table, r, t))}
             avgs = tb.seed_averages(mine, r.name, tasks)
             if avgs:
                 stats["AVG"] = tb.mean_std(avgs)
-            cells[(r.name, p.label)] = SweepCell(stats, len(avgs))
+                if len(avgs) < len(table.seeds):
+                    notes["AVG"] = f" (n={len(avgs)})"
+            cells[(r.name, p.label)] = SweepCell(stats, len(avgs), notes)
         if (gc := tb.gain_capture_row(table)) is not None:
             gains[p.label] = gc
     return cells, gains
@@ -143,10 +147,10 @@ def sweep_markdown(title: str, points: list[Point], cells: dict[tuple[str, str],
     lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|:---|" + "---:|" * (len(head) - 1)]
     for name, display in rows:
         for i, p in enumerate(points):
-            c = cells.get((name, p.label))
-            stats = c.stats if c else {}
+            c = cells.get((name, p.label)) or SweepCell({}, 0)
             lines.append("| " + " | ".join([display if i == 0 else "", *(format_value(v) for _, v in p.values),
-                                            *(tb._cell(stats.get(t)) for t in [*tasks, "AVG"])]) + " |")
+                                            *(tb._cell(c.stats.get(t)) + c.notes.get(t, "")
+                                              for t in [*tasks, "AVG"])]) + " |")
     for i, p in enumerate(points):
         if p.label in gains:
             gc = gains[p.label]
@@ -154,7 +158,8 @@ def sweep_markdown(title: str, points: list[Point], cells: dict[tuple[str, str],
                                             *(tb._gc(gc.get(t)) for t in [*tasks, "AVG"])]) + " |")
     lines += ["", f"Test accuracy (%), {tb.seed_phrase(seeds, empty='')}; AVG: "
               "mean ± std over seeds of each seed's mean over the tasks (– where a task is missing). "
-              f"Per point: table-<point>.md. {tb.gain_capture_note(sweep=True)}", ""]
+              f"Per point: table-<point>.md. {tb.gain_capture_note(sweep=True)}"
+              + (" (n=K): over K of the seeds only." if any(c.notes for c in cells.values()) else ""), ""]
     return "\n".join(lines)
 
 

@@ -138,6 +138,17 @@ def _cell(stat: tuple[float, float] | None, pm: str = " ± ") -> str:
     return f"{stat[0] * 100:.1f}{pm}{stat[1] * 100:.1f}"
 
 
+def seeds_note(table: Table, row: TableRow, task: str) -> str:
+    """`` (n=K)`` when the cell averages fewer seeds than the table has (a grid still running, or rows
+    run on fewer seeds): its mean ± std is then not comparable with its neighbours' as it stands."""
+    k = len(row.cells.get(task, []))
+    return f" (n={k})" if 0 < k < len(table.seeds) else ""
+
+
+def partial_cells(table: Table) -> bool:
+    return any(seeds_note(table, r, t) for r in table.rows for t in table.tasks)
+
+
 def to_markdown(table: Table, title: str | None = None) -> str:
     head = ["Method", "Params", *(task_display(t) for t in table.tasks), "AVG"]
     lines = []
@@ -146,7 +157,7 @@ def to_markdown(table: Table, title: str | None = None) -> str:
     lines += ["| " + " | ".join(head) + " |", "|:---|" + "---:|" * (len(head) - 1)]
     for r in table.rows:
         avg = r.avg(table.tasks)
-        cells = [r.display, human(r.params), *(_cell(r.stat(t)) for t in table.tasks),
+        cells = [r.display, human(r.params), *(_cell(r.stat(t)) + seeds_note(table, r, t) for t in table.tasks),
                  DASH if avg is None else f"{avg * 100:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     gc = gain_capture_row(table)
@@ -210,7 +221,7 @@ def to_latex(table: Table, title: str | None = None) -> str:
         cells = [tex_escape(r.display), tex_escape(human(r.params))]
         for t in table.tasks:
             s = r.stat(t)
-            cells.append("--" if s is None else f"{s[0] * 100:.1f}$_{{\\pm {s[1] * 100:.1f}}}$")
+            cells.append("--" if s is None else f"{s[0] * 100:.1f}$_{{\\pm {s[1] * 100:.1f}}}$" + seeds_note(table, r, t))
         cells.append("--" if avg is None else f"{avg * 100:.1f}")
         lines.append(" & ".join(cells) + r" \\")
     gc = gain_capture_row(table)
@@ -239,6 +250,8 @@ def gain_capture_note(sweep: bool = False) -> str:
 def caption(table: Table) -> str:
     text = (f"Test accuracy (%), {seed_phrase(table.seeds)}; MRPC/QQP F1 in table.csv. "
             "AVG: mean of the task columns. Params: trainable parameters.")
+    if partial_cells(table):
+        text += " (n=K): a cell over K of the seeds only."
     if gain_capture_row(table) is not None:
         text += " " + gain_capture_note()
     if table.backbones:
