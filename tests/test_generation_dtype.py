@@ -49,9 +49,12 @@ def _cfg(**kw) -> GenerationConfig:
 
 
 def test_default_dtype_keeps_the_cache_keys_of_earlier_runs():
-    """Pinned: these hashes were computed before ``dtype`` existed (``asdict`` of the config then)."""
-    assert config_hash({"generation": key_of(GenerationConfig())}) == "706b8a8d1c52"
-    old = _cfg(n_per_label=6, batch_size=8, max_new_tokens=12, max_words=GenerationConfig().max_words)
+    """Pinned: these hashes were computed before ``dtype`` and ``markup_tokens`` existed (``asdict`` of
+    the config then); ``markup_tokens: true`` is what those runs did, and its new default gives new keys."""
+    assert config_hash({"generation": key_of(GenerationConfig(markup_tokens=True))}) == "706b8a8d1c52"
+    assert config_hash({"generation": key_of(GenerationConfig())}) != "706b8a8d1c52"
+    old = _cfg(n_per_label=6, batch_size=8, max_new_tokens=12, max_words=GenerationConfig().max_words,
+               markup_tokens=True)
     assert config_hash({"generation": key_of(old)}) == "c94d90a19c6e"
     bf = key_of(_cfg(dtype="bfloat16"))
     assert bf["dtype"] == "bfloat16" and "dtype" not in key_of(_cfg())

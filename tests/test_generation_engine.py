@@ -215,3 +215,67 @@ def test_slot_layer_class_is_built_once():
     from synthpt.generator.decoding import _slot_layer_cls
 
     assert _slot_layer_cls() is _slot_layer_cls()
+
+
+def test_markup_tokens_are_never_sampled_unless_asked():
+    """Gemma's GGUF tokenizer has added tokens that are not special (``<start_of_image>``, ``<em>``):
+    decoding keeps them in the text, so Step 2 must not draw them (``generation.markup_tokens``
+    off, the default), while special tokens, EOS and whitespace tokens stay as they were."""
+    from synthpt.core.knobs import key_of
+    from synthpt.generator.sampling import markup_token_ids
+
+    tok = bos_tokenizer()
+    tok.add_tokens(["<start_of_image>", "<em>", "\t"])  # added, not special (as in Gemma's GGUF tokenizer)
+    mk = tok.convert_tokens_to_ids(["<start_of_image>", "<em>"])
+    assert markup_token_ids(tok, len(tok)) == mk  # not "\t", not <s> / </s> / <pad>
+    assert markup_token_ids(load_backbone("tiny-gpt2").tokenizer, 384) == []  # nothing to ban: rows as before
+    bb = tiny_llama(tok, seed=1)
+    task = get_task("sst-2")
+    prompts = torch.zeros(2, 4, bb.hidden_size)
+    drawn = {}
+    for allow in (True, False):
+        s = Sampler(bb, task, prompts, GenerationConfig(batch_size=4, max_new_tokens=6, multi_line=True,
+                                                        markup_tokens=allow), 64)
+        raw = s.engine._logits
+
+        def favour_markup(h, raw=raw):  # the markup tokens get most of the mass at every step
+            out = raw(h)
+            out[:, mk] += 8.0
+            return out
+
+        s.engine._logits = favour_markup
+        s.candidates(1, [{}] * 8, seed=3)
+        drawn[allow] = [t for r in s.rows for t in r["tokens"]]
+    assert sum(t in mk for t in drawn[True]) > len(drawn[True]) / 2
+    assert drawn[False] and not any(t in mk for t in drawn[False])
+    # the knob's default changed what Step 2 does: default runs get a new cache key, `markup_tokens: true`
+    # (what every earlier run did) keeps the old one
+    assert "markup_tokens" in key_of(GenerationConfig()) and "markup_tokens" not in key_of(
+        GenerationConfig(markup_tokens=True))
+    hf = Sampler(bb, task, prompts, GenerationConfig(batch_size=4, max_new_tokens=6, multi_line=True), 64,
+                 use_engine=False)
+    assert hf.banned == mk
+
+
+def test_banned_tokens_leave_log_probs_raw():
+    """With tokens banned, every drawn token's log p (and EOS's) is still the raw model's, as the
+    consistency filter reads it, and no banned token is drawn (both sampling paths: in place at
+    temperature 1, on a copy otherwise)."""
+    bb = load_backbone("tiny-gpt2")
+    torch.manual_seed(1)
+    prompts = torch.randn(2, 4, bb.hidden_size) * 0.5
+    rng = random.Random(0)
+    V = bb.model.get_output_embeddings().weight.shape[0]
+    ctxs = [[rng.randrange(4, V) for _ in range(n)] for n in [1, 3, 2, 5]]
+    banned = list(range(100, 260))  # most of the byte-level vocabulary: a banned draw would show
+    eos = bb.tokenizer.eos_token_id
+    for T in (1.0, 0.7):
+        eng = Engine(bb, prompts, max_new_tokens=6, top_p=0.95, temperature=T, multi_line=True, eos=eos,
+                     banned=banned)
+        rows = eng.generate(0, ctxs, seed=2, width=2)
+        assert sum(len(r["tokens"]) for r in rows) > 8 and not any(t in banned for r in rows for t in r["tokens"])
+        for c, r in zip(ctxs, rows):
+            drawn = r["tokens"] + ([eos] if r["end"] == "eos" else [])
+            full = _full_logp(bb, prompts[0], c, drawn)
+            want = full[torch.arange(len(drawn)), torch.tensor(drawn)]
+            assert torch.allclose(torch.tensor(r["logp"][: len(drawn)]), want, atol=1e-4)

@@ -16,20 +16,27 @@ from typing import Any
 
 from synthpt.core.errors import fail
 
+_UNSET = object()
 
-def knob(default: Any, help: str, *, late: bool = False) -> Any:  # noqa: A002 - "help" is the metadata key argparse users expect
+
+def knob(default: Any, help: str, *, late: bool = False, was: Any = _UNSET) -> Any:  # noqa: A002 - "help" is the metadata key argparse users expect
     """A dataclass field with ``default`` and ``help`` (read back with :func:`help_of`).
 
-    ``late``: a knob added after stages were cached, whose default is what those runs did; at its
-    default it is left out of :func:`key_of`, so they keep their cache keys."""
-    return dataclasses.field(default=default, metadata={"help": help, "late": late})
+    ``late``: a knob added after stages were cached; set to what those runs did (``was``, by default
+    the knob's default) it is left out of :func:`key_of`, so they keep their cache keys.  A late knob
+    whose default changes the behaviour (``was`` != ``default``) gives new keys at its default, so
+    no stage made before it is taken for one made with it."""
+    meta = {"help": help, "late": late}
+    if was is not _UNSET:
+        meta["was"] = was
+    return dataclasses.field(default=default, metadata=meta)
 
 
 def key_of(cfg: Any) -> dict[str, Any]:
     """``dataclasses.asdict(cfg)`` for cache keys, without the ``late`` knobs at their default."""
     out = dataclasses.asdict(cfg)
     for f in dataclasses.fields(cfg):
-        if f.metadata.get("late") and out.get(f.name) == f.default:
+        if f.metadata.get("late") and out.get(f.name) == f.metadata.get("was", f.default):
             del out[f.name]
     return out
 

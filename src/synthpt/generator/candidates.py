@@ -14,6 +14,7 @@ from synthpt.core.models import Backbone
 from synthpt.generator.config import FirstTexts
 from synthpt.generator.decoding import Engine
 from synthpt.generator.encoding import GenEncoder, generated_field, score_targets
+from synthpt.generator.sampling import markup_token_ids
 from synthpt.tasks import Task
 
 
@@ -47,9 +48,12 @@ class Sampler:
         self.enc.max_target = cfg.max_new_tokens + 1
         self.prompts = prompts.to(bb.device, bb.model.dtype)  # built once, reused by every round
         self.pad = bb.tokenizer.pad_token_id
+        vocab = bb.model.get_output_embeddings().weight.shape[0]
+        self.banned = [] if getattr(cfg, "markup_tokens", True) else markup_token_ids(bb.tokenizer, vocab)
         self.engine = None if bb.is_seq2seq or not use_engine else Engine(
             bb, self.prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-            top_k=cfg.top_k, repetition_penalty=cfg.repetition_penalty, multi_line=cfg.multi_line, eos=self.enc.eos)
+            top_k=cfg.top_k, repetition_penalty=cfg.repetition_penalty, multi_line=cfg.multi_line, eos=self.enc.eos,
+            banned=self.banned)
         self.rows: list[dict[str, Any]] = []  # the engine's rows of the last _generate call
 
     def _generate(self, label_index: int, context_ids: list[list[int]], seed: int) -> list[str]:
@@ -81,6 +85,8 @@ class Sampler:
                                       pad_token_id=self.pad, eos_token_id=self.enc.eos, use_cache=True)
         if not cfg.multi_line:
             kwargs["stopping_criteria"] = StoppingCriteriaList([LineEnd(bb.tokenizer)])
+        if self.banned:
+            kwargs["suppress_tokens"] = self.banned
         with torch.no_grad():
             out = bb.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
         return [bb.tokenizer.decode(o, skip_special_tokens=True).strip() for o in out]

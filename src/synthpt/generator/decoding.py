@@ -102,7 +102,7 @@ class Engine:
 
     def __init__(self, bb: Backbone, prompts: torch.Tensor, *, max_new_tokens: int, temperature: float = 1.0,
                  top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0, multi_line: bool = False,
-                 eos: int, max_prefixes: int = 256, slack: int = 33) -> None:
+                 eos: int, banned: list[int] | None = None, max_prefixes: int = 256, slack: int = 33) -> None:
         self.bb, self.prompts, self.f32_attention = bb, prompts, float32_attention(bb.model)  # (attention.py)
         self.base, self.head = bb.model.base_model, bb.model.get_output_embeddings()
         self.kw = _cache_kwarg(type(self.base))
@@ -110,6 +110,8 @@ class Engine:
         self.penalty, self.multi_line, self.eos = repetition_penalty, multi_line, eos
         self.vocab = self.head.weight.shape[0]
         self.flags = line_end_flags(bb.tokenizer, self.vocab).to(bb.device)
+        # tokens never drawn (sampling.markup_token_ids); log p of a drawn token stays the raw model's
+        self.banned = torch.tensor(banned, dtype=torch.long, device=bb.device) if banned else None
         self.prefixes: OrderedDict[tuple, Prefix] = OrderedDict()
         self.max_prefixes = max_prefixes
         self.stats = Stats()
@@ -239,10 +241,17 @@ class Engine:
         work, wlse = logits, lse
         if self.penalty != 1.0 or self.T != 1.0:  # only then a copy of the logits
             work = logits.clone()
+            if self.banned is not None:
+                work.index_fill_(1, self.banned, float("-inf"))
             penalise_repeats(work, self.tok[slots], self.n_gen[slots], self.penalty)
             if self.T != 1.0:
                 work.div_(self.T)
             wlse = torch.logsumexp(work, 1)
+        elif self.banned is not None:  # in place, no second pass over V: the banned tokens' mass leaves the
+            # normaliser, and the drawn token's logit (never a banned one) is all that is read afterwards
+            mass = (logits.index_select(1, self.banned) - lse.unsqueeze(1)).exp().sum(1)  # (R,)
+            work = logits.index_fill_(1, self.banned, float("-inf"))
+            wlse = lse + torch.log1p(-mass) if bool((mass < 0.5).all()) else torch.logsumexp(work, 1)  # exact either way
         tok = nucleus_sample(work, wlse, self.top_p, self.top_k, gen)
         k = self.n_gen[slots]
         self.tok[slots, k] = tok

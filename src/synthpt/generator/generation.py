@@ -82,6 +82,10 @@ class GenerationConfig:
         'generator (the label prompt writes it) | FILE (a corpus, one text per line)')
     multi_line: bool = knob(
         False, 'keep generated texts past their first line (default: each text ends at its first line end)')
+    markup_tokens: bool = knob(
+        False, "let the generator write the tokenizer's added tokens that are neither special nor whitespace, "
+        "which decoding keeps in the text (Gemma's <start_of_image>, <em>, <table>...); off: never sampled",
+        late=True, was=True)  # runs before it sampled them: they keep their keys, a default run gets a new one
     dtype: DType = knob(
         DType.FLOAT32.value, "precision of the generator LM, its label prompts and the consistency scoring "
         "(sampling stays float32): bfloat16 matmuls run ~2.5x float32 on CPUs with AVX512-BF16/AMX and on "

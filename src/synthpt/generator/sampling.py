@@ -3,6 +3,7 @@
 - :func:`nucleus_sample`: temperature, top-k and top-p (nucleus) sampling with the semantics of
   Hugging Face's ``TopPLogitsWarper`` (a token is kept when the probability mass of the tokens
   ranked above it is below ``top_p``), without sorting the vocabulary (by rejection, see there).
+- :func:`markup_token_ids`: the added tokens a generated text must not contain.
 - :func:`line_end_flags`: per-token facts that decide where a text's first line ends, computed
   once per tokenizer, so a stop test is three table look-ups per step for the whole batch.
 """
@@ -14,6 +15,17 @@ from typing import Any
 import torch
 
 _FLAGS: dict[int, tuple[Any, torch.Tensor]] = {}
+
+
+def markup_token_ids(tokenizer: Any, vocab: int) -> list[int]:
+    """Ids of the tokenizer's added tokens that are not special and not whitespace: control and markup
+    tokens (Gemma 3's ``<start_of_image>``, ``[multimodal]``, ``<em>``, ``<table>`` ...) that
+    ``skip_special_tokens`` keeps in the decoded text, so a generated row would carry them.  Special
+    tokens are left alone (decoding drops them; EOS ends a row), and so are newline and tab tokens
+    (line ends are what stops a row)."""
+    special = set(tokenizer.all_special_ids)
+    return sorted(i for i, t in tokenizer.added_tokens_decoder.items()
+                  if i < vocab and not t.special and i not in special and t.content.strip())
 
 
 def line_end_flags(tokenizer: Any, vocab: int) -> torch.Tensor:
