@@ -113,7 +113,7 @@ def cmd_experiment(ns: argparse.Namespace) -> None:
 
 def _cells_text(cells: list[tuple[Any, ...]], most: int = 8) -> str:
     """``mrpc seed 13 ours, ...`` (the first ``most``, then how many more)."""
-    text = ", ".join(" ".join(str(x) if i != len(c) - 2 else f"seed {x}" for i, x in enumerate(c)) for c in cells[:most])
+    text = ", ".join(" ".join([*map(str, c[:-2]), f"seed {c[-2]}", str(c[-1])]) for c in cells[:most])
     return text + (f" and {len(cells) - most} more" if len(cells) > most else "")
 
 

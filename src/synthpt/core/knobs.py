@@ -33,7 +33,7 @@ def knob(default: Any, help: str, *, late: bool = False, was: Any = _UNSET) -> A
 
 
 def key_of(cfg: Any) -> dict[str, Any]:
-    """``dataclasses.asdict(cfg)`` for cache keys, without the ``late`` knobs at their default."""
+    """``dataclasses.asdict(cfg)`` for cache keys, without the ``late`` knobs set to what earlier runs did."""
     out = dataclasses.asdict(cfg)
     for f in dataclasses.fields(cfg):
         if f.metadata.get("late") and out.get(f.name) == f.metadata.get("was", f.default):

@@ -128,8 +128,8 @@ def sweep_cells(points: list[Point], records: list[dict[str, Any]], tasks: list[
             avgs = tb.seed_averages(mine, r.name, tasks)
             if avgs:
                 stats["AVG"] = tb.mean_std(avgs)
-                if len(avgs) < len(table.seeds):
-                    notes["AVG"] = f" (n={len(avgs)})"
+                if note := tb.n_note(len(avgs), len(table.seeds)):
+                    notes["AVG"] = note
             cells[(r.name, p.label)] = SweepCell(stats, len(avgs), notes)
         if (gc := tb.gain_capture_row(table)) is not None:
             gains[p.label] = gc

@@ -138,11 +138,14 @@ def _cell(stat: tuple[float, float] | None, pm: str = " ± ") -> str:
     return f"{stat[0] * 100:.1f}{pm}{stat[1] * 100:.1f}"
 
 
-def seeds_note(table: Table, row: TableRow, task: str) -> str:
-    """`` (n=K)`` when the cell averages fewer seeds than the table has (a grid still running, or rows
+def n_note(k: int, total: int) -> str:
+    """`` (n=K)`` when a cell averages K > 0 seeds of the table's ``total`` (a grid still running, or rows
     run on fewer seeds): its mean ± std is then not comparable with its neighbours' as it stands."""
-    k = len(row.cells.get(task, []))
-    return f" (n={k})" if 0 < k < len(table.seeds) else ""
+    return f" (n={k})" if 0 < k < total else ""
+
+
+def seeds_note(table: Table, row: TableRow, task: str) -> str:
+    return n_note(len(row.cells.get(task, [])), len(table.seeds))
 
 
 def partial_cells(table: Table) -> bool:

@@ -49,7 +49,7 @@ class Sampler:
         self.prompts = prompts.to(bb.device, bb.model.dtype)  # built once, reused by every round
         self.pad = bb.tokenizer.pad_token_id
         vocab = bb.model.get_output_embeddings().weight.shape[0]
-        self.banned = [] if getattr(cfg, "markup_tokens", True) else markup_token_ids(bb.tokenizer, vocab)
+        self.banned = [] if cfg.markup_tokens else markup_token_ids(bb.tokenizer, vocab)
         self.engine = None if bb.is_seq2seq or not use_engine else Engine(
             bb, self.prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
             top_k=cfg.top_k, repetition_penalty=cfg.repetition_penalty, multi_line=cfg.multi_line, eos=self.enc.eos,
