@@ -61,3 +61,33 @@ def test_label_prompts_start_from_embedded_label_words(tiny_gemma):
         assert torch.allclose(Q[li, length - len(ids):], embed_tokens(tiny_gemma, ids))
     ratio = Q.norm(dim=-1).mean().item() / _token_norm(tiny_gemma)
     assert 0.7 < ratio < 1.4, ratio
+
+
+def test_embedding_scale_is_the_modules_factor(tiny_gemma, tiny_gpt2):
+    from synthpt.core.soft_prompt import embedding_scale
+
+    assert math.isclose(embedding_scale(tiny_gemma), math.sqrt(64), rel_tol=1e-2)
+    assert embedding_scale(tiny_gpt2) == 1.0  # exactly: plain models keep their learning rate bit for bit
+
+
+def test_generator_lr_moves_label_prompts_as_far_relative_to_tokens(tiny_gemma, tiny_gpt2):
+    """Adam's first step moves each coordinate by ~lr: on a model that scales its embedding by s,
+    Q must move s * lr to move as far relative to the vectors around it (issue 23: with the
+    absolute lr, 12 DawGen steps left Gemma's label prompts where they started)."""
+    from synthpt.generator.config import GeneratorConfig
+    from synthpt.generator.trainer import GeneratorTrainer
+
+    task = get_task("sst-2")
+    rows = [{"text": t, "label": str(i % 2)} for i, t in enumerate(["a dull, tired film", "a warm and funny film",
+                                                                       "nothing works here", "a small joy"])]
+
+    def first_move(bb, relative: bool) -> float:
+        cfg = GeneratorConfig(mode="plain", prompt_length=4, batch_size=4, max_length=64, lr=0.01, lr_relative=relative)
+        tr = GeneratorTrainer(task, bb, cfg, rows, progress=False)
+        before = tr.Q.detach().clone()
+        tr.train_step(0)
+        return (tr.Q.detach() - before).abs().max().item()
+
+    assert math.isclose(first_move(tiny_gemma, True), 0.01 * math.sqrt(64), rel_tol=0.02)
+    assert math.isclose(first_move(tiny_gemma, False), 0.01, rel_tol=0.02)
+    assert math.isclose(first_move(tiny_gpt2, True), 0.01, rel_tol=0.02)

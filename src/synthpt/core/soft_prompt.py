@@ -23,6 +23,20 @@ def embed_tokens(backbone: Backbone, ids: list[int] | torch.Tensor) -> torch.Ten
         return module(ids)[0].detach().float().clone()  # (n, d)
 
 
+def embedding_scale(backbone: Backbone, n: int = 1000) -> float:
+    """How much longer the embedding module makes token vectors than the table's rows: √d on Gemma, 1 elsewhere.
+
+    Adam moves every coordinate by about ``lr`` per step whatever the gradient's size, so a soft
+    prompt living among vectors √d times longer moves √d times less relative to them for the same
+    ``lr``: Stage 1 with SmolLM2's learning rate barely left its initialisation on Gemma (issue 23).
+    Measured on the first ``n`` ids rather than read from a model attribute, so any wrapper that
+    rescales (or does not) is handled alike; exactly 1.0 when the module returns the rows as they are."""
+    weight = backbone.model.get_input_embeddings().weight
+    ids = list(range(min(n, weight.shape[0])))
+    table = weight[ids].detach().float().norm(dim=-1).sum().item()
+    return embed_tokens(backbone, ids).norm(dim=-1).sum().item() / table if table > 0 else 1.0
+
+
 def init_from_vocab(backbone: Backbone, length: int, seed: int, top_k: int = 5000) -> torch.Tensor:
     """``length`` embeddings of random tokens among the first ``top_k`` ids (Lester et al.).
 

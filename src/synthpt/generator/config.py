@@ -47,6 +47,10 @@ class GeneratorConfig:
     prompt_length: int = knob(20, 'soft prompt tokens per label')
     init_from_label_words: bool = knob(True, "start each label prompt's last tokens at its label word")
     lr: float = knob(0.01, 'Adam learning rate of the label prompts Q')
+    lr_relative: bool = knob(
+        True, "scale --lr by the embedding module's scale (x25.3 on Gemma 3 270M, which multiplies token "
+        "vectors by sqrt(d); x1 on GPT-2, Llama, T5), so one --lr moves Q as far relative to real tokens on every model",
+        late=True, was=False)
     # the weight net W and the bi-level step (weighted modes)
     meta_lr: float = knob(0.005, 'Adam learning rate of the weight net W')
     inner_lr: float = knob(1.0, "step size alpha of the differentiable lookahead Q' = Q - alpha grad")

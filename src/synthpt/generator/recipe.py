@@ -9,6 +9,7 @@ from pathlib import Path
 from synthpt.core import distributed as dist
 from synthpt.core.errors import fail
 from synthpt.core.io import write_json
+from synthpt.core.knobs import key_of
 from synthpt.core.models import Backbone, load_backbone
 from synthpt.core.runinfo import config_hash, versions
 from synthpt.core.saving import already_done
@@ -33,7 +34,7 @@ def run_generator_tuning(task: Task, data: str | Path, model: str | Backbone, ou
     if out.exists() and not out.is_dir():
         raise fail(f"{out}: output path exists and is a file, not a directory")
     model_name = model if isinstance(model, str) else model.name_or_path
-    run_cfg = {"task": task.to_dict(), "data": str(Path(data).resolve()), "model": model_name, "generator": asdict(cfg)}
+    run_cfg = {"task": task.to_dict(), "data": str(Path(data).resolve()), "model": model_name, "generator": key_of(cfg)}
     key = config_hash(run_cfg)
     meta_path = out / "generator.json"
     done = already_done(meta_path, key, out, "a generator tuned", restart=restart,

@@ -47,7 +47,7 @@ from synthpt.core.batches import Stream
 from synthpt.core.checkpointing import save_checkpoint
 from synthpt.core.errors import fail
 from synthpt.core.models import Backbone
-from synthpt.core.soft_prompt import embed_tokens, init_from_vocab
+from synthpt.core.soft_prompt import embed_tokens, embedding_scale, init_from_vocab
 from synthpt.core.training import TrainResult, checkpoint_path, resume, run_steps
 from synthpt.generator.config import GeneratorConfig
 from synthpt.generator.encoding import GenEncoder, Scored, score_targets, upcast
@@ -146,7 +146,8 @@ class GeneratorTrainer:
         dev = bb.device
         self.Q = nn.Parameter(init_label_prompts(bb, task, cfg.prompt_length, cfg.seed,
                                                  cfg.init_from_label_words).to(dev))
-        self.opt_q = torch.optim.Adam([self.Q], lr=cfg.lr)
+        self.lr_q = cfg.lr * (embedding_scale(bb) if cfg.lr_relative else 1.0)
+        self.opt_q = torch.optim.Adam([self.Q], lr=self.lr_q)
         self.W = WeightNet(bb.hidden_size, cfg.weight_hidden, cfg.proj_dim, seed=cfg.seed).to(dev)
         self.opt_w = torch.optim.Adam(self.W.parameters(), lr=cfg.meta_lr)
         self._ids: dict[tuple[int, str], tuple[list[int], list[int]]] = {}

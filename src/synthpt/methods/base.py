@@ -135,7 +135,7 @@ class Context:
         gen = generator_api()
         cfg = self.generator_config(mode, **overrides)
         key_cfg = {"split": self.split.result["fingerprint"], "task": self.task.to_dict(),
-                   "generator_model": self.generator_model, "config": dataclasses.asdict(cfg)}
+                   "generator_model": self.generator_model, "config": key_of(cfg)}
 
         def build(target: Path, restart: bool) -> dict[str, Any]:
             return gen.run_generator_tuning(self.task, str(self.split_dir), self.generator_model, str(target), cfg,
