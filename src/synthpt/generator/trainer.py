@@ -146,8 +146,7 @@ class GeneratorTrainer:
         dev = bb.device
         self.Q = nn.Parameter(init_label_prompts(bb, task, cfg.prompt_length, cfg.seed,
                                                  cfg.init_from_label_words).to(dev))
-        self.lr_q = cfg.lr * (embedding_scale(bb) if cfg.lr_relative else 1.0)
-        self.opt_q = torch.optim.Adam([self.Q], lr=self.lr_q)
+        self.opt_q = torch.optim.Adam([self.Q], lr=cfg.lr * (embedding_scale(bb) if cfg.lr_relative else 1.0))
         self.W = WeightNet(bb.hidden_size, cfg.weight_hidden, cfg.proj_dim, seed=cfg.seed).to(dev)
         self.opt_w = torch.optim.Adam(self.W.parameters(), lr=cfg.meta_lr)
         self._ids: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
