@@ -122,3 +122,26 @@ def test_a_judge_scores_the_dev_rows_once_per_split(tmp_path, rte_split, monkeyp
     assert len(calls) == 2
     assert json.loads((fresh.parent / "synthetic.report.json").read_text())["judges"]["zero-shot"][
         "dev_accuracy"] == reports[0]["dev_accuracy"] and alone["rows"] == 16
+
+
+def test_sets_in_a_shared_cache_get_reports_and_published_files_do_not(tmp_path):
+    """``resolve_set``: a set inside ``out`` or inside the cache that ``out/cache`` links to is the run's own
+    (its report is written beside it); a file elsewhere (FewGen's published data) is not written next to."""
+    from synthpt.experiments.synreport import resolve_set
+
+    shared = tmp_path / "shared-cache"
+    (shared / "synthetic" / "s").mkdir(parents=True)
+    own = shared / "synthetic" / "s" / "synthetic.jsonl"
+    own.write_text("{}\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    published = data / "fewgen.jsonl"
+    published.write_text("{}\n")
+    out = tmp_path / "runs" / "b"
+    out.mkdir(parents=True)
+    assert resolve_set(str(own), out) is None  # no link yet: not this run's
+    (out / "cache").symlink_to(shared, target_is_directory=True)
+    assert resolve_set(str(own), out) == own
+    assert resolve_set("cache/synthetic/s/synthetic.jsonl", out) == out / "cache" / "synthetic" / "s" / "synthetic.jsonl"
+    assert resolve_set(str(published), out) is None
+    assert resolve_set(str(out / "cache" / "missing.jsonl"), out) is None

@@ -206,11 +206,14 @@ def summary_cells(s: dict[str, Any]) -> list[str]:
 
 
 def resolve_set(path: str, out: Path) -> Path | None:
-    """A cell's synthetic file if it lies inside ``out`` (FewGen's published files in the data folder
-    are not written next to); relative paths are relative to ``out`` (older records: to the cwd)."""
+    """A cell's synthetic file if it lies inside ``out`` or its stage cache (FewGen's published files in
+    the data folder are not written next to); relative paths are relative to ``out`` (older records: to
+    the cwd).  The cache counts wherever it points: runs that share one cache through a symlinked
+    ``out/cache`` (several out folders over the same stages) get their sets' reports too."""
     p = Path(path)
+    homes = [out.resolve(), (out / "cache").resolve()]
     for cand in ([p] if p.is_absolute() else [out / p, p]):
-        if cand.is_file() and cand.resolve().is_relative_to(out.resolve()):
+        if cand.is_file() and any(cand.resolve().is_relative_to(h) for h in homes):
             return cand
     return None
 
