@@ -118,6 +118,26 @@ def test_every_synthetic_set_gets_a_report(tmp_path, data_dir, fake_gen):  # noq
     assert {p: p.stat().st_mtime_ns for p in reports.values()} == stamps  # judged once
 
 
+def test_a_run_over_a_shared_cache_links_its_reports_through_the_link(tmp_path, data_dir, fake_gen):  # noqa: F811
+    """Several out folders over one stage cache (``out/cache`` a symlink): the run ends (no crash when the
+    cache resolves outside ``out``) and every link of ``synthetic.md`` opens its report from ``out``."""
+    import re
+
+    from synthpt.experiments import grid
+
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    out = tmp_path / "runs" / "b"
+    out.mkdir(parents=True)
+    (out / "cache").symlink_to(shared, target_is_directory=True)
+    st = _sweep_settings(sweep={"generation.n_per_label": [4]}, tables=[{"name": "main", "methods": ["pt", "ours"]}])
+    res = grid.run_experiment(st, data_dir, out, progress=False)
+    assert "synthetic.md" in res["files"]
+    links = re.findall(r"\[md\]\(([^)]+)\)", (out / "synthetic.md").read_text())
+    assert len(links) == 2 and all(not Path(x).is_absolute() and (out / x).is_file() for x in links), links
+    assert {x.split("/")[0] for x in links} == {"cache"}  # through the link, as a reader of out sees it
+
+
 def test_published_rows_follow_n_per_label(tmp_path, data_dir, fake_gen):  # noqa: F811
     from synthpt.core.io import read_jsonl
     from synthpt.methods import get_method

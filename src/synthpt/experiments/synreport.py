@@ -21,6 +21,7 @@ filter report, a different file.)
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,16 @@ def resolve_set(path: str, out: Path) -> Path | None:
     return None
 
 
+def report_link(report: Path, out: Path) -> str:
+    """``report``'s path relative to ``out``, as a reader of ``out`` follows it: a set in the stage cache links as
+    ``cache/...`` even when ``out/cache`` is a symlink to a shared cache (resolving both sides put the report
+    outside ``out``, and ``relative_to`` raised at the end of a finished run)."""
+    cache = (out / "cache").resolve()
+    if report.resolve().is_relative_to(cache):
+        return (Path("cache") / report.resolve().relative_to(cache)).as_posix()
+    return Path(os.path.relpath(report.absolute(), out.absolute())).as_posix()
+
+
 def eval_knobs(sections: dict[str, Any]) -> tuple[int, int]:
     from synthpt.prompt_tuning.trainer import PromptTrainerConfig
 
@@ -261,7 +272,7 @@ def grid_reports(settings: list[tuple[Any, Any]], records: list[dict[str, Any]],
             s = write_synthetic_report(p, task, split_dir, judges, st.judge_rows, seed, bs, max_length,
                                        title=f"{where}; used by {', '.join(methods)}", dev_scores=dev_scores)
             rows.append([point or "", tname, str(seed), ", ".join(methods), *summary_cells(s),
-                         f"[md]({Path(s['report']).resolve().relative_to(out.resolve())})"])
+                         f"[md]({report_link(Path(s['report']), out)})"])
     if not rows:
         return []
     head = ["point", "task", "seed", "used by", *SUMMARY_HEAD, "report"]
