@@ -136,6 +136,8 @@ def test_a_run_over_a_shared_cache_links_its_reports_through_the_link(tmp_path, 
     links = re.findall(r"\[md\]\(([^)]+)\)", (out / "synthetic.md").read_text())
     assert len(links) == 2 and all(not Path(x).is_absolute() and (out / x).is_file() for x in links), links
     assert {x.split("/")[0] for x in links} == {"cache"}  # through the link, as a reader of out sees it
+    cells = [r for r in res["records"] if r["method"] in ("ours", "pt+gold")]
+    assert cells and all(run["synthetic"].startswith("cache/") for r in cells for run in r["runs"])  # can move
 
 
 def test_published_rows_follow_n_per_label(tmp_path, data_dir, fake_gen):  # noqa: F811

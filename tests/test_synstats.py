@@ -145,3 +145,18 @@ def test_sets_in_a_shared_cache_get_reports_and_published_files_do_not(tmp_path)
     assert resolve_set("cache/synthetic/s/synthetic.jsonl", out) == out / "cache" / "synthetic" / "s" / "synthetic.jsonl"
     assert resolve_set(str(published), out) is None
     assert resolve_set(str(out / "cache" / "missing.jsonl"), out) is None
+
+
+def test_path_in_out_names_paths_as_a_reader_of_the_output_folder_reaches_them(tmp_path):
+    from synthpt.core.io import path_in_out
+
+    shared = tmp_path / "shared-cache"
+    (shared / "synthetic" / "s").mkdir(parents=True)
+    out = tmp_path / "runs" / "b"
+    (out / "cells").mkdir(parents=True)
+    assert path_in_out(out / "cells" / "x.json", out) == "cells/x.json"
+    assert path_in_out(shared / "synthetic" / "s" / "r.md", out) is None  # not linked yet
+    (out / "cache").symlink_to(shared, target_is_directory=True)
+    assert path_in_out(shared / "synthetic" / "s" / "r.md", out) == "cache/synthetic/s/r.md"
+    assert path_in_out(out / "cache" / "synthetic" / "s" / "r.md", out) == "cache/synthetic/s/r.md"
+    assert path_in_out(tmp_path / "data" / "fewgen.json", out) is None

@@ -237,3 +237,19 @@ def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
             raise _oserror(p, "append to file", e) from None
     finally:
         os.close(fd)
+
+
+def path_in_out(path: str | Path, out: Path) -> str | None:
+    """``path`` as a reader of the output folder ``out`` reaches it, or None when it lies outside.
+
+    Inside ``out`` it is ``out``-relative; inside the folder ``out/cache`` points to it is ``cache/...`` even
+    when that link leads to a cache shared by several output folders (resolving both sides would put it outside
+    ``out``).  Records and report links store this form so an output folder can move.
+    """
+    p = Path(path).resolve()
+    cache = (out / "cache").resolve()
+    if p.is_relative_to(cache):
+        return (Path("cache") / p.relative_to(cache)).as_posix()
+    if p.is_relative_to(out.resolve()):
+        return p.relative_to(out.resolve()).as_posix()
+    return None

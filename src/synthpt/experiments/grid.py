@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from synthpt.core.errors import fail
-from synthpt.core.io import atomic_write_text, write_json
+from synthpt.core.io import atomic_write_text, path_in_out, write_json
 from synthpt.core.progress import progress_bar
 from synthpt.core.runinfo import config_hash, versions
 from synthpt.experiments import tables as tb
@@ -110,11 +110,10 @@ def run_cell(st: Settings, row: MethodRow, task: Any, seed: int, data_dir: str |
 
 
 def _inside(path: str | None, out: Path) -> str | None:
-    """``path`` relative to ``out`` when it lies inside it (a cached set), else absolute (a published file)."""
+    """``path`` as seen from ``out`` when it lies in it or its cache (a cached set), else absolute (a published file)."""
     if not path:
         return path
-    p = Path(path).resolve()
-    return os.path.relpath(p, out.resolve()) if p.is_relative_to(out.resolve()) else str(p)
+    return path_in_out(path, out) or str(Path(path).resolve())
 
 
 def select_rows(rows: list[MethodRow], methods: list[str]) -> list[MethodRow]:

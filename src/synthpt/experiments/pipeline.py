@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from synthpt.core.io import atomic_write_text, write_json
+from synthpt.core.io import atomic_write_text, path_in_out, write_json
 from synthpt.core.runinfo import versions
 from synthpt.experiments.config import SECTIONS, MethodRow, Settings
 from synthpt.methods.base import Context
@@ -146,7 +146,7 @@ def _quality_lines(quality: list[dict[str, Any]], out: Path) -> list[str]:
     head = ["set", *SUMMARY_HEAD]
     lines = ["", "## Synthetic data (quality report)", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for q in quality:
-        rel = Path(q["report"]).resolve().relative_to(out.resolve())
+        rel = path_in_out(q["report"], out)
         lines.append(f"| [{Path(q['file']).name}]({rel}) | " + " | ".join(summary_cells(q)) + " |")
     return lines + ["", "Agreement: share of the rows whose label the backbone's zero-shot classifier predicts "
                     "(the judge did not write them); overlap: with the few-shot train rows."]

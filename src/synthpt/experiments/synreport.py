@@ -21,12 +21,11 @@ filter report, a different file.)
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthpt.core.io import atomic_write_text, write_json
+from synthpt.core.io import atomic_write_text, path_in_out, write_json
 from synthpt.core.runinfo import config_hash
 from synthpt.data.synstats import sample_per_label, synthetic_stats
 from synthpt.methods.base import file_fingerprint
@@ -212,21 +211,10 @@ def resolve_set(path: str, out: Path) -> Path | None:
     the cwd).  The cache counts wherever it points: runs that share one cache through a symlinked
     ``out/cache`` (several out folders over the same stages) get their sets' reports too."""
     p = Path(path)
-    homes = [out.resolve(), (out / "cache").resolve()]
     for cand in ([p] if p.is_absolute() else [out / p, p]):
-        if cand.is_file() and any(cand.resolve().is_relative_to(h) for h in homes):
+        if cand.is_file() and path_in_out(cand, out) is not None:
             return cand
     return None
-
-
-def report_link(report: Path, out: Path) -> str:
-    """``report``'s path relative to ``out``, as a reader of ``out`` follows it: a set in the stage cache links as
-    ``cache/...`` even when ``out/cache`` is a symlink to a shared cache (resolving both sides put the report
-    outside ``out``, and ``relative_to`` raised at the end of a finished run)."""
-    cache = (out / "cache").resolve()
-    if report.resolve().is_relative_to(cache):
-        return (Path("cache") / report.resolve().relative_to(cache)).as_posix()
-    return Path(os.path.relpath(report.absolute(), out.absolute())).as_posix()
 
 
 def eval_knobs(sections: dict[str, Any]) -> tuple[int, int]:
@@ -272,7 +260,7 @@ def grid_reports(settings: list[tuple[Any, Any]], records: list[dict[str, Any]],
             s = write_synthetic_report(p, task, split_dir, judges, st.judge_rows, seed, bs, max_length,
                                        title=f"{where}; used by {', '.join(methods)}", dev_scores=dev_scores)
             rows.append([point or "", tname, str(seed), ", ".join(methods), *summary_cells(s),
-                         f"[md]({report_link(Path(s['report']), out)})"])
+                         f"[md]({path_in_out(s['report'], out)})"])
     if not rows:
         return []
     head = ["point", "task", "seed", "used by", *SUMMARY_HEAD, "report"]
