@@ -22,6 +22,7 @@ def cmd_tune(ns: argparse.Namespace) -> None:
     from synthpt.cli.main import dataclass_from_args, task_from_args
     from synthpt.core import distributed as dist
     from synthpt.generator import GeneratorConfig, run_generator_tuning
+    from synthpt.generator.probe import describe
 
     task = task_from_args(ns)
     cfg = dataclass_from_args(GeneratorConfig, ns)
@@ -30,6 +31,8 @@ def cmd_tune(ns: argparse.Namespace) -> None:
     if dist.is_main():
         terms = ", ".join(f"{k} {v:.4f}" for k, v in s["final"].items() if v is not None)
         print(f"{task.name} generator [{s['mode']}] {s['steps']} steps: {terms}; saved in {ns.out}")
+        if s.get("dev_probe"):
+            print(f"  {describe(s['dev_probe'])}")
 
 
 def cmd_generate(ns: argparse.Namespace) -> None:
@@ -44,6 +47,19 @@ def cmd_generate(ns: argparse.Namespace) -> None:
         kept = ", ".join(f"{k}: {v}" for k, v in rep["kept"].items())
         dropped = ", ".join(f"{k} {v}" for k, v in rep["dropped"].items())
         print(f"wrote {rep['out']} ({kept}); dropped: {dropped}; report in {rep['out']}.report.json")
+
+
+def cmd_probe(ns: argparse.Namespace) -> None:
+    import json
+
+    from synthpt.core import distributed as dist
+    from synthpt.generator.probe import describe, probe_generator
+
+    p = probe_generator(ns.generator, data=ns.data, split=ns.split, trust_remote_code=ns.trust_remote_code)
+    if dist.is_main():
+        print(describe(p))
+        if ns.json:
+            print(json.dumps(p))
 
 
 def register(sub: Any) -> None:
@@ -79,3 +95,17 @@ def register(sub: Any) -> None:
                    help="allow the generator model's code from the hub (off by default: it runs arbitrary code)")
     add_dataclass_args(g, _generation_config_cls())
     g.set_defaults(func=cmd_generate)
+
+    pr = gsub.add_parser("probe", help="do the label prompts tell real rows apart? (before generating)",
+                         description="Read every row of a split (default: the few-shot dev rows) under each "
+                         "label's prompt and count how often its own label explains it best: the consistency "
+                         "filter's test, on rows whose labels are known. Near chance, Step 2's rows will carry "
+                         "near-chance labels; tune longer or otherwise before spending hours generating. "
+                         "`synthpt generator tune` prints the same line for the dev rows.", epilog=EPILOG)
+    pr.add_argument("--generator", required=True, help="folder from `synthpt generator tune`")
+    pr.add_argument("--data", help="split folder (default: the one the generator was tuned on)")
+    pr.add_argument("--split", default="dev", help="which split's rows to read (train | dev | test; default dev)")
+    pr.add_argument("--json", action="store_true", help="also print the numbers as one JSON line")
+    pr.add_argument("--trust-remote-code", action="store_true",
+                    help="allow the generator model's code from the hub (off by default: it runs arbitrary code)")
+    pr.set_defaults(func=cmd_probe)

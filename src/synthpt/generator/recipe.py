@@ -16,6 +16,7 @@ from synthpt.core.saving import already_done
 from synthpt.core.training import checkpoint_path
 from synthpt.data import load_split
 from synthpt.generator.config import GeneratorConfig
+from synthpt.generator.probe import label_prompt_probe
 from synthpt.generator.saving import read_generator_meta, save_generator
 from synthpt.generator.trainer import GeneratorTrainer
 from synthpt.tasks import Task
@@ -60,6 +61,8 @@ def run_generator_tuning(task: Task, data: str | Path, model: str | Backbone, ou
                    sum(p.numel() for p in trainer.W.parameters()) if trainer.weighted else 0),
                "train_seconds": round(time.perf_counter() - t0, 2), "resumed_from_step": result.resumed_from,
                "out": str(out)}
+    # do the label prompts tell the real dev rows apart?  (a judge-free check before hours of Step 2)
+    summary["dev_probe"] = label_prompt_probe(bb, task, trainer.enc, trainer.Q, splits["dev"])
     if dist.is_main():
         save_generator(out, task, trainer.Q, trainer.W if trainer.weighted else None)
         write_json(meta_path, {"task": task.to_dict(), "model": model_name, "data": run_cfg["data"],

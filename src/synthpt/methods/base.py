@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,15 @@ class Context:
                    "generator_model": self.generator_model, "config": key_of(cfg)}
 
         def build(target: Path, restart: bool) -> dict[str, Any]:
-            return gen.run_generator_tuning(self.task, str(self.split_dir), self.generator_model, str(target), cfg,
-                                            restart=restart, progress=self.progress)
+            res = gen.run_generator_tuning(self.task, str(self.split_dir), self.generator_model, str(target), cfg,
+                                           restart=restart, progress=self.progress)
+            if self.progress and res.get("dev_probe"):  # Stage 1's own verdict, before hours of Step 2
+                from tqdm import tqdm
+
+                from synthpt.generator.probe import describe
+
+                tqdm.write(f"generator {self.task.name} s{self.seed}: {describe(res['dev_probe'])}", file=sys.stderr)
+            return res
 
         return self.stage("generator", f"{self.task.name}-{mode}-s{self.seed}", key_cfg, "generator", build)
 
