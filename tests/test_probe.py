@@ -20,17 +20,6 @@ from synthpt.tasks import get_task
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "far", "away", "home", "fast"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _env(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SYNTHPT_CACHE", str(tmp_path_factory.getbasetemp() / "synthpt-cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    mp.undo()
-
-
 def _rows(n: int = 5) -> list[dict]:
     return [{"text1": " ".join(WORDS[(i + j) % 12] for j in range(4)),
              "text2": " ".join(WORDS[(3 * i + j) % 12] for j in range(3)), "label": str(i % 2)} for i in range(2 * n)]
