@@ -99,9 +99,10 @@ def register(sub: Any) -> None:
     pr = gsub.add_parser("probe", help="do the label prompts tell real rows apart? (before generating)",
                          description="Read every row of a split (default: the few-shot dev rows) under each "
                          "label's prompt and count how often its own label explains it best: the consistency "
-                         "filter's test, on rows whose labels are known. Near chance, Step 2's rows will carry "
-                         "near-chance labels; tune longer or otherwise before spending hours generating. "
-                         "`synthpt generator tune` prints the same line for the dev rows.", epilog=EPILOG)
+                         "filter's test, on rows whose labels are known (and again with each label's mean "
+                         "log-likelihood removed). A check of Stage 1's likelihoods, not a forecast of the "
+                         "generated rows (docs/usage.md). `synthpt generator tune` prints the same line for "
+                         "the dev rows.", epilog=EPILOG)
     pr.add_argument("--generator", required=True, help="folder from `synthpt generator tune`")
     pr.add_argument("--data", help="split folder (default: the one the generator was tuned on)")
     pr.add_argument("--split", default="dev", help="which split's rows to read (train | dev | test; default dev)")

@@ -13,7 +13,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from synthpt.core.models import Backbone
 from synthpt.generator.config import FirstTexts
 from synthpt.generator.decoding import Engine
-from synthpt.generator.encoding import GenEncoder, generated_field, score_targets
+from synthpt.generator.encoding import GenEncoder, generated_field, label_loglik, own_margin
 from synthpt.generator.sampling import markup_token_ids
 from synthpt.tasks import Task
 
@@ -128,11 +128,8 @@ class Sampler:
         if not examples:
             return []
         L = self.task.num_labels
-        if self.engine is None:
-            # each example under each label's prompt AND context (row = i·L + l)
-            enc = [self.enc.encode(ex, lab) for ex in examples for lab in self.task.labels]
-            s = score_targets(self.bb, [c for c, _ in enc], [t for _, t in enc], self.prompts.repeat(len(examples), 1, 1))
-            mean = (s.token_logp.sum(1) / s.mask.sum(1).clamp(min=1)).view(len(examples), L)
+        if self.engine is None:  # each example under each label's prompt AND context, one forward
+            mean = label_loglik(self.bb, self.enc, self.task, self.prompts, examples)
         else:
             mean = torch.empty(len(examples), L)
             todo: list[tuple[int, int, tuple[int, ...], list[int]]] = []
@@ -150,6 +147,4 @@ class Sampler:
             for (i, li, _, _), lp in zip(todo, lps):
                 mean[i, li] = sum(lp) / len(lp)
         own = torch.tensor([self.task.label_index(ex["label"]) for ex in examples], device=mean.device)
-        own_lp = mean.gather(1, own.view(-1, 1)).squeeze(1)
-        other = mean.masked_fill(torch.nn.functional.one_hot(own, L).bool(), float("-inf")).max(1).values
-        return (own_lp - other).tolist()
+        return own_margin(mean, own).tolist()

@@ -138,6 +138,29 @@ def score_targets(bb: Backbone, context_ids: list[list[int]], tgt: list[list[int
     return _score_causal(bb, context_ids, tgt, prompts)
 
 
+def label_loglik(bb: Backbone, enc: GenEncoder, task: Task, prompts: torch.Tensor, rows: list[dict[str, Any]],
+                 chunk: int | None = None) -> torch.Tensor:
+    """(R, L) mean token log-likelihood of each row's generated field read as each label: under that
+    label's prompt ``prompts[l]`` (L, n, d) and context, in forwards of ``chunk`` rows x L (all at once
+    if None).  Step 2's consistency filter and the label-prompt probe both ask this question."""
+    L = task.num_labels
+    out = []
+    step = chunk or max(1, len(rows))
+    for start in range(0, len(rows), step):
+        part = rows[start:start + step]
+        enc_rows = [enc.encode(r, lab) for r in part for lab in task.labels]  # row = i·L + l
+        s = score_targets(bb, [c for c, _ in enc_rows], [t for _, t in enc_rows], prompts.repeat(len(part), 1, 1))
+        out.append((s.token_logp.sum(1) / s.mask.sum(1).clamp(min=1)).view(len(part), L))
+    return torch.cat(out) if out else torch.empty(0, L)
+
+
+def own_margin(mean_ll: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """(R,) ``mean_ll[i, own[i]]`` minus the best other label's: > 0 when the own label explains row i best."""
+    own_lp = mean_ll.gather(1, own.view(-1, 1)).squeeze(1)
+    other = mean_ll.masked_fill(F.one_hot(own, mean_ll.shape[1]).bool(), float("-inf")).max(1).values
+    return own_lp - other
+
+
 def _score_causal(bb: Backbone, context_ids: list[list[int]], tgt: list[list[int]], prompts: torch.Tensor) -> Scored:
     dev = bb.device
     n = prompts.shape[1]
