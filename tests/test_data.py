@@ -25,6 +25,7 @@ from synthpt.data import (
     make_split,
     sample_heldout,
     sample_kshot,
+    shuffle_labels,
     training_pool,
 )
 from synthpt.tasks import get_task, load_task_spec
@@ -337,6 +338,20 @@ def test_sample_heldout_skips_the_split_and_is_balanced(data_dir: Path, tmp_path
     assert all(key(ex) in {key(p) for p in pool} for ex in rows)  # real, gold-labelled rows
     assert rows == sample_heldout(pool, task, 20, 42, exclude=used)  # deterministic per seed
     assert rows != sample_heldout(pool, task, 20, 13, exclude=used)
+
+
+def test_shuffle_labels_keeps_texts_and_counts_and_breaks_the_pairing() -> None:
+    """The oracle's control: texts in order, each label's count kept, labels independent of texts."""
+    rows = [{"text": f"t{i}", "label": "1" if i % 4 == 0 else "0", "extra": i} for i in range(400)]
+    before = [dict(r) for r in rows]
+    out = shuffle_labels(rows, 42)
+    assert rows == before  # the input is not modified
+    assert [r["text"] for r in out] == [r["text"] for r in rows] and [r["extra"] for r in out] == list(range(400))
+    assert Counter(r["label"] for r in out) == Counter(r["label"] for r in rows) == {"0": 300, "1": 100}
+    # a label of a "1" row is now "1" with the base rate (1/4), not always: 100 draws, 25 expected
+    kept = sum(a["label"] == b["label"] == "1" for a, b in zip(rows, out))
+    assert 10 <= kept <= 40
+    assert out == shuffle_labels(rows, 42) and out != shuffle_labels(rows, 13)  # seeded
 
 
 def test_sample_heldout_errors() -> None:

@@ -139,6 +139,27 @@ def test_gold_oracle_trains_on_heldout_rows(tmp_path, data_dir):
     assert {"accuracy"} <= set(r["test"])
 
 
+def test_gold_control_trains_on_the_oracles_rows_with_shuffled_labels(tmp_path, data_dir):
+    """`pt+gold-shuffled`: the oracle's rows, texts and label counts as they were, labels permuted;
+    its own cache entry, so the oracle's key (and every cached oracle) is untouched."""
+    from collections import Counter
+
+    from synthpt.core.io import read_jsonl
+    from synthpt.experiments.pipeline import run_pipeline
+    from synthpt.tasks import get_task
+
+    gold = run_pipeline(get_task("rte"), 42, data_dir, tmp_path / "gold", _settings(), method="pt+gold", progress=False)
+    ctrl = run_pipeline(get_task("rte"), 42, data_dir, tmp_path / "ctrl", _settings(), method="pt+gold-shuffled",
+                        progress=False)
+    g, c = read_jsonl(tmp_path / "gold" / "heldout.jsonl"), read_jsonl(tmp_path / "ctrl" / "heldout-shuffled.jsonl")
+    assert [(x["text1"], x["text2"]) for x in c] == [(x["text1"], x["text2"]) for x in g]
+    assert Counter(x["label"] for x in c) == Counter(x["label"] for x in g)
+    assert [x["label"] for x in c] != [x["label"] for x in g]
+    metrics = json.loads((tmp_path / "ctrl" / "prompt" / "metrics.json").read_text())
+    assert metrics["n_synthetic"] == 16 and metrics["strategy"] == "paired" and metrics["gradient_surgery"]
+    assert {"accuracy"} <= set(ctrl["test"]) and {"accuracy"} <= set(gold["test"])
+
+
 def test_gold_oracle_never_draws_test_rows(tmp_path):
     """A user task whose test file repeats training rows: the oracle skips them as it skips the split."""
     from synthpt.core.io import read_jsonl, write_json, write_jsonl

@@ -6,7 +6,15 @@ Everything returns canonical examples (task fields + ``label`` string), see
 
 from synthpt.data.loaders import load_file, load_hub
 from synthpt.data.official import load_lmbff_kshot, load_official
-from synthpt.data.sampling import SEEDS, load_split, make_split, sample_heldout, sample_kshot, training_pool
+from synthpt.data.sampling import (
+    SEEDS,
+    load_split,
+    make_split,
+    sample_heldout,
+    sample_kshot,
+    shuffle_labels,
+    training_pool,
+)
 
 __all__ = [
     "SEEDS",
@@ -18,5 +26,6 @@ __all__ = [
     "make_split",
     "sample_heldout",
     "sample_kshot",
+    "shuffle_labels",
     "training_pool",
 ]

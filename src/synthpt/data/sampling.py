@@ -106,6 +106,20 @@ def sample_heldout(
     return out
 
 
+def shuffle_labels(rows: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """``rows`` with their label column permuted (seeded): every label keeps its count, texts keep
+    their order, but a row's label no longer depends on its text.
+
+    Why: the control of the ``pt+gold`` oracle.  Gold rows with shuffled labels bring everything
+    the oracle's rows bring (in-domain, diverse text; the same number of rows and steps) except
+    correct labels, so oracle − control is what the labels are worth and control − PT what the text
+    alone is worth: the two halves of what a generator must get right.
+    """
+    labels = [r["label"] for r in rows]
+    random.Random(f"shuffle-labels/{seed}").shuffle(labels)
+    return [{**r, "label": lab} for r, lab in zip(rows, labels, strict=True)]
+
+
 def training_pool(task: Task | str, data_dir: str | Path | None) -> list[dict[str, Any]]:
     """The pool few-shot splits are drawn from: the user task's train file or the official one."""
     t = as_task(task)

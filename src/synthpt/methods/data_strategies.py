@@ -21,6 +21,8 @@ ours-no-real           syn                      ablation: without real data (= s
 pt+fewgen-published    paired + surgery         FewGen's published synthetic set (../shared/data)
 pt+gold                paired + surgery         oracle: held-out gold rows of the training pool
                                                 instead of synthetic ones (as many per label)
+pt+gold-shuffled       paired + surgery         the oracle's control: the same gold rows with
+                                                their labels shuffled (text without labels)
 =====================  =======================  ===========================================
 """
 
@@ -62,3 +64,7 @@ register(PromptTuningMethod("pt+gold", "PT + held-out gold rows (oracle)",
                             "paired + gradient surgery on gold training rows outside the split, as many per "
                             "label as the generator writes: what a perfect generator could add",
                             strategy="paired", gradient_surgery=True, synthetic="heldout"))
+register(PromptTuningMethod("pt+gold-shuffled", "PT + shuffled gold (control)",
+                            "the oracle's rows with their labels permuted: what in-domain text is worth "
+                            "without correct labels (oracle − this = the labels' share of its gain)",
+                            strategy="paired", gradient_surgery=True, synthetic="heldout-shuffled"))
