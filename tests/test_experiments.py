@@ -140,8 +140,8 @@ def test_gold_oracle_trains_on_heldout_rows(tmp_path, data_dir):
 
 
 def test_gold_control_trains_on_the_oracles_rows_with_shuffled_labels(tmp_path, data_dir):
-    """`pt+gold-shuffled`: the oracle's rows, texts and label counts as they were, labels permuted;
-    its own cache entry, so the oracle's key (and every cached oracle) is untouched."""
+    """`pt+gold-shuffled`: the oracle's rows, texts and label counts as they were, labels permuted,
+    in a file of its own beside the oracle's."""
     from collections import Counter
 
     from synthpt.core.io import read_jsonl

@@ -232,7 +232,7 @@ def models_used(st: Settings, rows: list[MethodRow]) -> tuple[list[str], list[st
 
     backbones = dict.fromkeys(model_display(r.model or st.model) for r in rows)
     generators = dict.fromkeys(model_display(r.generator_model or st.generator_model) for r in rows
-                               if getattr(get_method(r.method), "synthetic", None) not in (None, "published", "heldout", "heldout-shuffled"))
+                               if getattr(get_method(r.method), "tunes_generator", False))
     return list(backbones), list(generators)
 
 

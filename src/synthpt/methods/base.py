@@ -298,6 +298,10 @@ def hidden_size(model: str) -> int:
     raise fail(f"cannot tell the hidden size of {model}")
 
 
+GOLD_SETS = ("heldout", "heldout-shuffled")  # the oracle's rows; the same with their labels permuted
+FIXED_SETS = ("published", *GOLD_SETS)  # synthetic sets no generator of ours wrote
+
+
 @dataclass
 class PromptTuningMethod(Method):
     """Soft prompt tuning with a data strategy and, optionally, synthetic data.
@@ -313,6 +317,11 @@ class PromptTuningMethod(Method):
     gradient_surgery: bool = False
     synthetic: str | None = None
     pt_knobs: dict[str, Any] = field(default_factory=dict)  # the method's own PT knobs
+
+    @property
+    def tunes_generator(self) -> bool:
+        """Its synthetic rows come from Stages 1-2 (not a published or gold set): a table names the generator."""
+        return self.synthetic not in (None, *FIXED_SETS)
 
     def synthetic_path(self, ctx: Context) -> Path | None:
         if self.synthetic is None:
@@ -330,8 +339,8 @@ class PromptTuningMethod(Method):
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise fail(f"options.published_per_label: expected a positive integer or 'generation', got {per_label!r}")
             return ctx.published_subset(p, n)
-        if self.synthetic in ("heldout", "heldout-shuffled"):
-            return ctx.heldout(ctx.generation_config().n_per_label, shuffled_labels=self.synthetic == "heldout-shuffled")
+        if self.synthetic in GOLD_SETS:
+            return ctx.heldout(ctx.generation_config().n_per_label, shuffled_labels=self.synthetic == GOLD_SETS[1])
         return ctx.synthetic(self.synthetic)
 
     def run(self, ctx: Context) -> dict[str, Any]:
