@@ -17,6 +17,7 @@ from synthpt.core.errors import SynthptError
 from synthpt.core.io import append_jsonl, atomic_write_text, read_jsonl, write_json, write_jsonl
 from synthpt.data import (
     SEEDS,
+    keep_agreeing,
     load_file,
     load_hub,
     load_lmbff_kshot,
@@ -352,6 +353,24 @@ def test_shuffle_labels_keeps_texts_and_counts_and_breaks_the_pairing() -> None:
     kept = sum(a["label"] == b["label"] == "1" for a, b in zip(rows, out))
     assert 10 <= kept <= 40
     assert out == shuffle_labels(rows, 42) and out != shuffle_labels(rows, 13)  # seeded
+
+
+def test_keep_agreeing_keeps_agreeing_rows_balanced_in_order() -> None:
+    """By hand: a agrees on rows 0, 2, 5; b on row 4 only, so one row per label is kept."""
+    rows = [{"text": f"t{i}", "label": lab} for i, lab in enumerate("aaabba")]
+    predicted = list("abaaba")
+
+    def a_row(seed: int) -> str:
+        out = keep_agreeing(rows, predicted, seed)
+        assert len(out) == 2 and rows[4] in out and out == sorted(out, key=lambda r: int(r["text"][1:]))
+        return next(r["text"] for r in out if r["label"] == "a")
+
+    assert a_row(7) == a_row(7) and {a_row(s) for s in range(20)} == {"t0", "t2", "t5"}  # a seeded draw
+    all_agree = keep_agreeing(rows, list("aaabba"), 7)  # a: 4 agree, b: 2 -> two of each
+    assert [r["label"] for r in all_agree].count("a") == 2 and [r for r in all_agree if r["label"] == "b"] == rows[3:5]
+    assert keep_agreeing(rows, list("aaaaaa"), 7) == []  # b never agrees: nothing balanced is left
+    with pytest.raises(ValueError, match="5 predictions for 6 rows"):
+        keep_agreeing(rows, list("aaaaa"), 7)
 
 
 def test_sample_heldout_errors() -> None:

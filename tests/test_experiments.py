@@ -160,6 +160,38 @@ def test_gold_control_trains_on_the_oracles_rows_with_shuffled_labels(tmp_path, 
     assert {"accuracy"} <= set(ctrl["test"]) and {"accuracy"} <= set(gold["test"])
 
 
+def test_judge_keeps_the_rows_the_few_shot_prompt_labels_as_their_own(tmp_path, data_dir, fake_gen):
+    """`ours+judge`: Stage 3 trains on the generated rows the few-shot PT prompt agrees with,
+    balanced; the judge is method pt's own stage (trained once), and a rerun does no work."""
+    from synthpt.core.classify import predict
+    from synthpt.core.io import read_jsonl
+    from synthpt.core.saving import load_peft_prompt
+    from synthpt.core.scoring import Encoder
+    from synthpt.data import keep_agreeing
+    from synthpt.experiments.pipeline import run_pipeline
+    from synthpt.methods import get_method
+    from synthpt.methods.base import Context
+    from synthpt.methods.baselines.common import frozen_backbone
+    from synthpt.tasks import get_task
+
+    task, out = get_task("sst-2"), tmp_path / "run"
+    r = run_pipeline(task, 42, data_dir, out, _settings(), method="ours+judge", progress=False)
+    rows, kept = read_jsonl(out / "synthetic.jsonl"), read_jsonl(out / "judged.jsonl")
+    prompt = load_peft_prompt(out / "judge-prompt")[0]
+    enc = Encoder(task, frozen_backbone("tiny-t5"), max_length=TINY_PT["max_length"], prompt_length=prompt.shape[0])
+    predicted = [task.labels[i] for i in predict(enc, rows, prompt, 16).argmax(-1).tolist()]
+    assert kept == keep_agreeing(rows, predicted, 42) and 0 < len(kept) < len(rows)
+    metrics = json.loads((out / "prompt" / "metrics.json").read_text())
+    assert metrics["n_synthetic"] == len(kept) and metrics["gradient_surgery"] and {"accuracy"} <= set(r["test"])
+    again = run_pipeline(task, 42, data_dir, out, _settings(), method="ours+judge", progress=False)
+    assert all(s["status"] == "cached" for s in again["stages"]) and again["test"] == r["test"]
+    # in an experiment the judge is the pt row's prompt, not a second training run
+    ctx = Context(task=task, seed=42, k=16, data_dir=data_dir, model="tiny-t5", generator_model="tiny-gpt2",
+                  cache_dir=tmp_path / "cache", pt_knobs=dict(TINY_PT), progress=False)
+    get_method("pt").run(ctx)
+    assert ctx.few_shot_prompt() == Path(ctx.runs[-1]["dir"]) and not ctx.stages[-1].ran
+
+
 def test_gold_oracle_never_draws_test_rows(tmp_path):
     """A user task whose test file repeats training rows: the oracle skips them as it skips the split."""
     from synthpt.core.io import read_jsonl, write_json, write_jsonl

@@ -8,6 +8,7 @@ from synthpt.data.loaders import load_file, load_hub
 from synthpt.data.official import load_lmbff_kshot, load_official
 from synthpt.data.sampling import (
     SEEDS,
+    keep_agreeing,
     load_split,
     make_split,
     sample_heldout,
@@ -18,6 +19,7 @@ from synthpt.data.sampling import (
 
 __all__ = [
     "SEEDS",
+    "keep_agreeing",
     "load_file",
     "load_hub",
     "load_lmbff_kshot",

@@ -120,6 +120,28 @@ def shuffle_labels(rows: list[dict[str, Any]], seed: int) -> list[dict[str, Any]
     return [{**r, "label": lab} for r, lab in zip(rows, labels, strict=True)]
 
 
+def keep_agreeing(rows: list[dict[str, Any]], predicted: list[str], seed: int) -> list[dict[str, Any]]:
+    """The rows a judge labels as their own label, subsampled (seeded, order kept) to the same count
+    per label: the smallest label's count of agreeing rows.
+
+    Why: a generator asked for label l writes many rows that read as another label (on Gemma 3
+    270M a judge agrees with 47-80% of them), and those rows teach Stage 3 the wrong label.  A
+    classifier the user already has (prompt tuning on the few-shot rows) can drop them; keeping
+    the labels balanced stops the filter from teaching its own bias toward the label it prefers.
+    """
+    if len(predicted) != len(rows):
+        raise ValueError(f"{len(predicted)} predictions for {len(rows)} rows")
+    by_label: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_label.setdefault(r["label"], [])
+        if predicted[i] == r["label"]:
+            by_label[r["label"]].append(i)
+    n = min((len(ix) for ix in by_label.values()), default=0)
+    rng = random.Random(f"keep-agreeing/{seed}")
+    keep = sorted(i for lab in sorted(by_label) for i in rng.sample(by_label[lab], n))
+    return [rows[i] for i in keep]
+
+
 def training_pool(task: Task | str, data_dir: str | Path | None) -> list[dict[str, Any]]:
     """The pool few-shot splits are drawn from: the user task's train file or the official one."""
     t = as_task(task)

@@ -201,6 +201,51 @@ class Context:
                           file_target="synthetic.jsonl")
         return res.target
 
+    def few_shot_prompt(self) -> Path:
+        """The prompt of plain prompt tuning on the few-shot rows (method ``pt``'s stage, shared with
+        it by key): the classifier a user has before any synthetic data, used as a judge."""
+        cfg = self.prompt_tuning_config(strategy="real", gradient_surgery=False)
+        # experiments: method pt's own cached stage; `synthpt run`: its own folder beside prompt/
+        self.run_prompt_tuning(cfg, kind="prompt" if self.layout == "cache" else "judge-prompt")
+        return Path(self.runs.pop()["dir"])  # a judge, not one of this cell's training runs
+
+    def judged(self, path: Path, judge: Path) -> Path:
+        """The rows of ``path`` whose label the prompt in ``judge`` predicts, balanced over labels
+        (:func:`synthpt.data.keep_agreeing`): the JSONL path.  The report records how many rows each
+        label had and kept, so a user sees how much of the generator's output the judge trusted."""
+        from synthpt.core.classify import predict
+        from synthpt.core.io import write_jsonl
+        from synthpt.core.saving import load_peft_prompt
+        from synthpt.core.scoring import Encoder
+        from synthpt.data import keep_agreeing, load_file
+        from synthpt.methods.baselines.common import frozen_backbone
+
+        cfg = self.prompt_tuning_config()
+        key_cfg = {"rows": file_fingerprint([path]), "judge": file_fingerprint(sorted(judge.glob("adapter_*"))),
+                   "model": self.model, "task": self.task.to_dict(), "max_length": cfg.max_length,
+                   "seed": self.seed}
+
+        def build(target: Path, restart: bool) -> dict[str, Any]:
+            rows = load_file(path, self.task)
+            prompt = load_peft_prompt(judge)[0]
+            bb = frozen_backbone(self.model)
+            enc = Encoder(self.task, bb, max_length=cfg.max_length, prompt_length=prompt.shape[0])
+            best = predict(enc, rows, prompt, cfg.eval_batch_size, progress=self.progress, desc="judge").argmax(-1)
+            predicted = [self.task.labels[i] for i in best.tolist()]
+            kept = keep_agreeing(rows, predicted, self.seed)
+            if not kept:
+                raise fail(f"{self.task.name} s{self.seed}: the few-shot judge agrees with no row of some label "
+                           f"in {path}; nothing left to train on")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_jsonl(target, kept)
+            agree = {lab: sum(p == lab for p, r in zip(predicted, rows) if r["label"] == lab) for lab in self.task.labels}
+            return {"rows": len(rows), "kept": len(kept), "agreeing": agree,
+                    "agreement": sum(agree.values()) / len(rows), "source": str(path)}
+
+        kind = "synthetic" if self.layout == "cache" else "judged"  # `synthpt run`: its own stage record
+        return self.stage(kind, f"{self.task.name}-judged-s{self.seed}", key_cfg, "judged.jsonl", build,
+                          file_target="synthetic.jsonl").target
+
     def published_subset(self, path: Path, n_per_label: int) -> Path:
         """``n_per_label`` rows per label of a published synthetic set (seeded): the JSONL path.
 
@@ -233,7 +278,7 @@ class Context:
 
     # ---- stage 3: prompt tuning -----------------------------------------------------------
     def run_prompt_tuning(self, cfg: Any, synthetic: str | Path | None = None, init_prompt: str | Path | None = None,
-                          tag: str | None = None) -> dict[str, Any]:
+                          tag: str | None = None, kind: str = "prompt") -> dict[str, Any]:
         """:func:`synthpt.prompt_tuning.recipe.run_prompt_tuning` as a cached stage (keyed by its config):
         its metrics."""
         from synthpt.prompt_tuning.recipe import run_prompt_tuning
@@ -259,7 +304,7 @@ class Context:
                                      max_eval=self.max_eval, restart=restart, progress=self.progress)
 
         slug = f"{self.task.name}-{tag or cfg.strategy}{'-gs' if cfg.gradient_surgery else ''}-s{self.seed}"
-        res = self.stage("prompt", slug, key_cfg, "prompt", build)
+        res = self.stage(kind, slug, key_cfg, kind, build)
         self.runs.append({"dir": str(res.target), "strategy": cfg.strategy,
                           "gradient_surgery": cfg.gradient_surgery, "synthetic": str(synthetic) if synthetic else None})
         return res.result
@@ -317,6 +362,13 @@ class PromptTuningMethod(Method):
     gradient_surgery: bool = False
     synthetic: str | None = None
     pt_knobs: dict[str, Any] = field(default_factory=dict)  # the method's own PT knobs
+    judge: str | None = None  # "pt": keep the synthetic rows the few-shot PT prompt labels as their own
+
+    def fingerprint(self) -> dict[str, Any]:
+        fp = super().fingerprint()
+        if self.judge is None:  # cells cached before judges existed keep their keys
+            fp.pop("judge")
+        return fp
 
     @property
     def tunes_generator(self) -> bool:
@@ -341,7 +393,12 @@ class PromptTuningMethod(Method):
             return ctx.published_subset(p, n)
         if self.synthetic in GOLD_SETS:
             return ctx.heldout(ctx.generation_config().n_per_label, shuffled_labels=self.synthetic == GOLD_SETS[1])
-        return ctx.synthetic(self.synthetic)
+        path = ctx.synthetic(self.synthetic)
+        if self.judge is None:
+            return path
+        if self.judge != "pt":
+            raise fail(f"{self.name}: unknown judge {self.judge!r} (known: pt)")
+        return ctx.judged(path, ctx.few_shot_prompt())
 
     def run(self, ctx: Context) -> dict[str, Any]:
         syn = self.synthetic_path(ctx)

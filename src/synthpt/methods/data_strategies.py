@@ -23,6 +23,8 @@ pt+gold                paired + surgery         oracle: held-out gold rows of th
                                                 instead of synthetic ones (as many per label)
 pt+gold-shuffled       paired + surgery         the oracle's control: the same gold rows with
                                                 their labels shuffled (text without labels)
+ours+judge             paired + surgery         Ours on the DawGen rows the few-shot PT prompt
+                                                labels as their own (balanced over labels)
 =====================  =======================  ===========================================
 """
 
@@ -68,3 +70,7 @@ register(PromptTuningMethod("pt+gold-shuffled", "PT + shuffled gold (control)",
                             "the oracle's rows with their labels permuted: what in-domain text is worth "
                             "without correct labels (oracle − this = the labels' share of its gain)",
                             strategy="paired", gradient_surgery=True, synthetic="heldout-shuffled"))
+register(PromptTuningMethod("ours+judge", "Ours, rows the PT judge agrees with",
+                            "Ours on the DawGen rows that prompt tuning on the few-shot rows labels as the label "
+                            "they were generated for (balanced over labels): no labels beyond the few shots",
+                            strategy="paired", gradient_surgery=True, synthetic="dawgen", judge="pt"))
