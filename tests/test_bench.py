@@ -83,3 +83,20 @@ def test_smollm2_availability_check_runs():
 
     why = smollm2_available()
     assert why is None or (isinstance(why, str) and "\n" not in why)
+
+
+def test_eval_speedup_reads_the_configs_and_the_default_prompt_length(monkeypatch):
+    """On a causal LM the soft prompt's length decides what scoring saves: both lengths are printed
+    (one skipped line when SmolLM2 is missing)."""
+    asked = []
+
+    def fake_real(n, reps, prompt_tokens):
+        asked.append(prompt_tokens)
+        return {"name": "eval_speedup_vs_generate", "prompt_tokens": prompt_tokens}
+
+    monkeypatch.setattr(evaluation, "eval_speedup_vs_generate", lambda **kw: {"name": "t5"})
+    monkeypatch.setattr(evaluation, "eval_speedup_vs_generate_real", fake_real)
+    lines = figures.REGISTRY["eval_speedup_vs_generate"](figures.Settings(quick=True))
+    assert asked == [20, 100] and [r.get("prompt_tokens") for r in lines] == [None, 20, 100]
+    monkeypatch.setattr(evaluation, "eval_speedup_vs_generate_real", lambda **kw: {"skipped": "missing"})
+    assert len(figures.REGISTRY["eval_speedup_vs_generate"](figures.Settings(quick=True))) == 2
