@@ -70,7 +70,7 @@ register(PromptTuningMethod("pt+gold-shuffled", "PT + shuffled gold (control)",
                             "the oracle's rows with their labels permuted: what in-domain text is worth "
                             "without correct labels (oracle − this = the labels' share of its gain)",
                             strategy="paired", gradient_surgery=True, synthetic="heldout-shuffled"))
-register(PromptTuningMethod("ours+judge", "Ours, rows the PT judge agrees with",
+register(PromptTuningMethod("ours+judge", "Ours, PT-judged rows",
                             "Ours on the DawGen rows that prompt tuning on the few-shot rows labels as the label "
                             "they were generated for (balanced over labels): no labels beyond the few shots",
                             strategy="paired", gradient_surgery=True, synthetic="dawgen", judge="pt"))
