@@ -18,8 +18,8 @@ import torch
 
 from synthpt.core.classify import compute_metrics, predict
 from synthpt.core.models import load_backbone
-from synthpt.core.scoring import Encoder
 from synthpt.core.saving import load_peft_prompt
+from synthpt.core.scoring import Encoder
 from synthpt.data import load_split
 from synthpt.prompt_tuning.recipe import eval_subset
 from synthpt.tasks import get_task
