@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.distributed as torch_dist
 
 from synthpt.core import distributed as dist
 from synthpt.core.models import load_backbone
@@ -42,9 +41,7 @@ def main() -> None:
     res["processes"] = dist.world_size()
     if dist.is_main():
         torch.save(res, out)
-    if dist.world_size() > 1:  # leave together and tear gloo down before the interpreter does: a rank that
-        dist.barrier()         # exits while its group is alive can abort ("terminate called without an active
-        torch_dist.destroy_process_group()  # exception", seen once in a fresh-clone run of the suite)
+    dist.shutdown()  # leave together before the interpreter tears gloo down (see its docstring)
 
 
 if __name__ == "__main__":

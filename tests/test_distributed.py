@@ -190,3 +190,20 @@ def test_generator_step_two_processes_equals_one_in_float64(rte_split, tmp_path)
         assert all(_same_record(ra, rb, 1e-10) for ra, rb in zip(a["log"], b["log"], strict=True)), key
         if key[0] == "dawgen":
             assert all(r["L_dist"] > 0 for r in b["log"]), key  # triplets across processes count
+
+
+def test_commands_leave_the_process_group_they_ran_in(tmp_path):
+    """A rank that exits with its gloo group alive can abort at exit (SIGABRT after the work is done,
+    seen in fresh-clone runs of the launches above): every command tears the group down on return."""
+    import argparse
+
+    import torch.distributed as torch_dist
+
+    from synthpt.cli.main import run
+    from synthpt.core import distributed as dist
+
+    dist.shutdown()  # no process group: nothing to do
+    torch_dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    assert torch_dist.is_initialized()
+    assert run(lambda ns: None, argparse.Namespace()) == 0
+    assert not torch_dist.is_initialized()

@@ -302,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
 def run(func: Callable[[argparse.Namespace], Any], ns: argparse.Namespace) -> int:
     try:
         func(ns)
+        from synthpt.core.distributed import shutdown
+
+        shutdown()  # every rank finished: leave the process group together (a no-op in one process)
     except SynthptError as e:
         print(f"synthpt: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -153,6 +153,19 @@ def barrier() -> None:
         dist.barrier()
 
 
+def shutdown() -> None:
+    """Leave the process group together and tear it down before the interpreter does.
+
+    A rank that exits while its gloo group is still alive can abort in the group's destructor
+    ("terminate called without an active exception", SIGABRT), failing a run that finished its
+    work; ``synthpt``'s commands call this once they return.  A no-op without a process group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _parent_num_processes() -> int:
     """``--num_processes N`` of the ``accelerate launch`` command that started us (Linux /proc)."""
     try:
