@@ -204,6 +204,10 @@ def test_commands_leave_the_process_group_they_ran_in(tmp_path):
 
     dist.shutdown()  # no process group: nothing to do
     torch_dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
-    assert torch_dist.is_initialized()
-    assert run(lambda ns: None, argparse.Namespace()) == 0
-    assert not torch_dist.is_initialized()
+    try:
+        assert torch_dist.is_initialized()
+        assert run(lambda ns: None, argparse.Namespace()) == 0
+        assert not torch_dist.is_initialized()
+    finally:  # a failure here must not leave a group behind for the tests that follow in this process
+        if torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
