@@ -192,6 +192,29 @@ def test_judge_keeps_the_rows_the_few_shot_prompt_labels_as_their_own(tmp_path, 
     assert ctx.few_shot_prompt() == Path(ctx.runs[-1]["dir"]) and not ctx.stages[-1].ran
 
 
+def test_ours_control_trains_on_its_generated_rows_with_shuffled_labels(tmp_path, data_dir, fake_gen):
+    """`ours-shuffled`: Ours' generated rows, texts and label counts as they were, labels permuted
+    (the same permutation as the oracle's control), in a file of its own; a rerun does no work."""
+    from collections import Counter
+
+    from synthpt.core.io import read_jsonl
+    from synthpt.data import shuffle_labels
+    from synthpt.experiments.pipeline import run_pipeline
+    from synthpt.tasks import get_task
+
+    task, out, st = get_task("sst-2"), tmp_path / "run", _settings(generation={"n_per_label": 16})  # both labels
+    r = run_pipeline(task, 42, data_dir, out, st, method="ours-shuffled", progress=False)
+    rows, ctrl = read_jsonl(out / "synthetic.jsonl"), read_jsonl(out / "shuffled.jsonl")
+    assert [x["text"] for x in ctrl] == [x["text"] for x in rows]
+    assert Counter(x["label"] for x in ctrl) == Counter(x["label"] for x in rows)
+    assert [x["label"] for x in ctrl] != [x["label"] for x in rows]
+    assert [x["label"] for x in ctrl] == [x["label"] for x in shuffle_labels(rows, 42)]
+    metrics = json.loads((out / "prompt" / "metrics.json").read_text())
+    assert metrics["n_synthetic"] == len(rows) and metrics["gradient_surgery"] and {"accuracy"} <= set(r["test"])
+    again = run_pipeline(task, 42, data_dir, out, st, method="ours-shuffled", progress=False)
+    assert all(s["status"] == "cached" for s in again["stages"]) and again["test"] == r["test"]
+
+
 def test_gold_oracle_never_draws_test_rows(tmp_path):
     """A user task whose test file repeats training rows: the oracle skips them as it skips the split."""
     from synthpt.core.io import read_jsonl, write_json, write_jsonl

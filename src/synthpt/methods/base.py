@@ -246,6 +246,30 @@ class Context:
         return self.stage(kind, f"{self.task.name}-judged-s{self.seed}", key_cfg, "judged.jsonl", build,
                           file_target="synthetic.jsonl").target
 
+    def label_shuffled(self, path: Path) -> Path:
+        """The rows of ``path`` with their labels permuted (seeded, :func:`synthpt.data.shuffle_labels`):
+        the JSONL path.
+
+        Why: the control of a synthetic set (method ``ours-shuffled``).  Its rows keep their text,
+        count per label and training steps but lose what their labels say, so Ours − control is
+        what the generated labels are worth and control − PT what the generated text alone is worth.
+        """
+        from synthpt.core.io import write_jsonl
+        from synthpt.data import load_file, shuffle_labels
+
+        key_cfg = {"rows": file_fingerprint([path]), "task": self.task.to_dict(), "labels": "shuffled",
+                   "seed": self.seed}
+
+        def build(target: Path, restart: bool) -> dict[str, Any]:
+            rows = shuffle_labels(load_file(path, self.task), self.seed)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_jsonl(target, rows)
+            return {"rows": len(rows), "source": str(path)}
+
+        kind = "synthetic" if self.layout == "cache" else "shuffled"  # `synthpt run`: its own stage record
+        return self.stage(kind, f"{self.task.name}-shuffled-s{self.seed}", key_cfg, "shuffled.jsonl", build,
+                          file_target="synthetic.jsonl").target
+
     def published_subset(self, path: Path, n_per_label: int) -> Path:
         """``n_per_label`` rows per label of a published synthetic set (seeded): the JSONL path.
 
@@ -363,11 +387,13 @@ class PromptTuningMethod(Method):
     synthetic: str | None = None
     pt_knobs: dict[str, Any] = field(default_factory=dict)  # the method's own PT knobs
     judge: str | None = None  # "pt": keep the synthetic rows the few-shot PT prompt labels as their own
+    labels: str | None = None  # "shuffled": the generated rows with their labels permuted (a control)
 
     def fingerprint(self) -> dict[str, Any]:
         fp = super().fingerprint()
-        if self.judge is None:  # cells cached before judges existed keep their keys
-            fp.pop("judge")
+        for knob in ("judge", "labels"):  # cells cached before these knobs existed keep their keys
+            if fp[knob] is None:
+                fp.pop(knob)
         return fp
 
     @property
@@ -394,11 +420,15 @@ class PromptTuningMethod(Method):
         if self.synthetic in GOLD_SETS:
             return ctx.heldout(ctx.generation_config().n_per_label, shuffled_labels=self.synthetic == GOLD_SETS[1])
         path = ctx.synthetic(self.synthetic)
-        if self.judge is None:
-            return path
-        if self.judge != "pt":
-            raise fail(f"{self.name}: unknown judge {self.judge!r} (known: pt)")
-        return ctx.judged(path, ctx.few_shot_prompt())
+        if self.judge is not None:
+            if self.judge != "pt":
+                raise fail(f"{self.name}: unknown judge {self.judge!r} (known: pt)")
+            path = ctx.judged(path, ctx.few_shot_prompt())
+        if self.labels is not None:
+            if self.labels != "shuffled":
+                raise fail(f"{self.name}: unknown labels {self.labels!r} (known: shuffled)")
+            path = ctx.label_shuffled(path)
+        return path
 
     def run(self, ctx: Context) -> dict[str, Any]:
         syn = self.synthetic_path(ctx)

@@ -25,6 +25,8 @@ pt+gold-shuffled       paired + surgery         the oracle's control: the same g
                                                 their labels shuffled (text without labels)
 ours+judge             paired + surgery         Ours on the DawGen rows the few-shot PT prompt
                                                 labels as their own (balanced over labels)
+ours-shuffled          paired + surgery         Ours' control: the same DawGen rows with their
+                                                labels shuffled (generated text without labels)
 =====================  =======================  ===========================================
 """
 
@@ -74,3 +76,7 @@ register(PromptTuningMethod("ours+judge", "Ours, PT-judged rows",
                             "Ours on the DawGen rows that prompt tuning on the few-shot rows labels as the label "
                             "they were generated for (balanced over labels): no labels beyond the few shots",
                             strategy="paired", gradient_surgery=True, synthetic="dawgen", judge="pt"))
+register(PromptTuningMethod("ours-shuffled", "Ours, shuffled labels (control)",
+                            "Ours' DawGen rows with their labels permuted: what the generated text is worth without "
+                            "its labels (Ours − this = the generated labels' share of Ours' gain)",
+                            strategy="paired", gradient_surgery=True, synthetic="dawgen", labels="shuffled"))
